@@ -1,0 +1,183 @@
+"""API serializers: shapes only. Content rules live in the services and the partner schemas."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from connectors.models import Connector, PartnerConfig
+
+
+class SecretStateSerializer(serializers.Serializer):
+    set = serializers.BooleanField(help_text="Whether a value is stored.")
+    last4 = serializers.CharField(allow_null=True, help_text="Last 4 characters, for secrets of 12+ characters.")
+
+
+class SettingFieldSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    label = serializers.CharField()
+    type = serializers.CharField()
+    required = serializers.BooleanField()
+    default = serializers.JSONField(allow_null=True)
+    help_text = serializers.CharField()
+    secret = serializers.BooleanField()
+    choices = serializers.ListField(child=serializers.DictField(child=serializers.CharField()))
+    min_value = serializers.FloatField(allow_null=True)
+    max_value = serializers.FloatField(allow_null=True)
+    max_length = serializers.IntegerField(allow_null=True)
+    pattern = serializers.CharField(allow_null=True)
+
+
+class LimitsSerializer(serializers.Serializer):
+    max_batch_size = serializers.IntegerField()
+    min_batch_size = serializers.IntegerField()
+    max_payload_bytes = serializers.IntegerField(allow_null=True)
+    requests_per_minute = serializers.IntegerField(allow_null=True)
+    notes = serializers.CharField()
+
+
+class PartnerSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    vendor = serializers.CharField()
+    description = serializers.CharField()
+    platform_type = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["server_to_server", "tag_based"])
+    protocol = serializers.CharField()
+    mode = serializers.ChoiceField(choices=["real_time", "batched"])
+    identifier_slots = serializers.ListField(child=serializers.CharField())
+    identifier_slot_setting = serializers.CharField(allow_null=True)
+    cookie_sync = serializers.BooleanField()
+    syncs_on = serializers.ListField(child=serializers.CharField())
+    multiple_configs = serializers.BooleanField()
+    profile_variables = serializers.BooleanField()
+    usable_in = serializers.ListField(child=serializers.CharField())
+    docs_url = serializers.CharField()
+    error_docs_url = serializers.CharField()
+    prerequisites = serializers.ListField(child=serializers.CharField())
+    limits = LimitsSerializer(allow_null=True)
+    settings = SettingFieldSerializer(many=True)
+
+
+class PartnerConfigSerializer(serializers.ModelSerializer):
+    """A configuration as read: plain settings in full, secrets only as set/last-4."""
+
+    secrets = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PartnerConfig
+        fields = ["id", "connector", "name", "settings", "secrets", "timeout_seconds", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField(child=SecretStateSerializer()))
+    def get_secrets(self, obj: PartnerConfig) -> dict:
+        return obj.masked_secrets()
+
+
+class PartnerConfigWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    settings = serializers.DictField(
+        required=False,
+        help_text="Settings per the partner's schema (GET /api/v1/partners/{key}/). "
+        "Secrets are write-only; leave one out or empty to keep the stored value.",
+    )
+    timeout_seconds = serializers.FloatField(required=False, help_text="Whole-request timeout, default 3 s.")
+
+
+class PartnerConfigUpdateSerializer(PartnerConfigWriteSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+
+
+class Stats7dSerializer(serializers.Serializer):
+    added = serializers.IntegerField()
+    removed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    errors = serializers.IntegerField()
+
+
+class ConnectorSerializer(serializers.ModelSerializer):
+    partner = serializers.CharField(source="partner_key")
+    partner_name = serializers.CharField()
+    status_changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    config_count = serializers.SerializerMethodField()
+    last_7_days = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Connector
+        fields = [
+            "id",
+            "partner",
+            "partner_name",
+            "name",
+            "status",
+            "status_changed_at",
+            "status_changed_by",
+            "config_count",
+            "last_7_days",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_config_count(self, obj) -> int:
+        return obj.config_count if hasattr(obj, "config_count") else obj.configs.count()
+
+    @extend_schema_field(Stats7dSerializer)
+    def get_last_7_days(self, obj) -> dict | None:
+        if not hasattr(obj, "added_total"):
+            return None
+        return {
+            "added": obj.added_total,
+            "removed": obj.removed_total,
+            "skipped": obj.skipped_total,
+            "errors": obj.error_total,
+        }
+
+
+class ConnectorDetailSerializer(ConnectorSerializer):
+    configs = PartnerConfigSerializer(many=True, read_only=True)
+
+    class Meta(ConnectorSerializer.Meta):
+        fields = [*ConnectorSerializer.Meta.fields, "configs"]
+        read_only_fields = fields
+
+
+class ConnectorCreateSerializer(serializers.Serializer):
+    partner = serializers.CharField(help_text="Catalogue key of a server-to-server partner.")
+    name = serializers.CharField(max_length=200)
+    config_name = serializers.CharField(max_length=200, required=False, help_text='Default "Default".')
+    settings = serializers.DictField(required=False, help_text="Settings per the partner's schema.")
+    timeout_seconds = serializers.FloatField(required=False)
+
+
+class ConnectorUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+
+
+class UsageSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["audience", "journey"])
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    partner_config_id = serializers.IntegerField()
+    partner_config_name = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class UsagesSerializer(serializers.Serializer):
+    in_use = serializers.BooleanField()
+    usages = UsageSerializer(many=True)
+    live_journeys_with_unpublished_changes = serializers.ListField(child=serializers.CharField())
+
+
+class InUseSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    usages = UsageSerializer(many=True)
+
+
+class StatusChangeSerializer(serializers.Serializer):
+    changed = serializers.BooleanField(help_text="False when the connector already had this status (idempotent).")
+    connector = ConnectorSerializer()
+
+
+class ConnectionTestSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    message = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))

@@ -1,0 +1,24 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from connectors.api import views
+
+router = DefaultRouter()
+router.register("partners", views.PartnerViewSet, basename="partner")
+router.register("connectors", views.ConnectorViewSet, basename="connector")
+router.register("partner-configs", views.PartnerConfigTestViewSet, basename="partner-config")
+
+configs = views.ConnectorConfigViewSet
+urlpatterns = [
+    path("", include(router.urls)),
+    path(
+        "connectors/<int:connector_pk>/configs/",
+        configs.as_view({"get": "list", "post": "create"}),
+        name="connector-config-list",
+    ),
+    path(
+        "connectors/<int:connector_pk>/configs/<int:pk>/",
+        configs.as_view({"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}),
+        name="connector-config-detail",
+    ),
+]

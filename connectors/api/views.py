@@ -1,0 +1,239 @@
+"""REST API: thin views over the connector services and selectors."""
+
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.response import Response
+
+from connectors import selectors, services
+from connectors.api.serializers import (
+    ConnectionTestSerializer,
+    ConnectorCreateSerializer,
+    ConnectorDetailSerializer,
+    ConnectorSerializer,
+    ConnectorUpdateSerializer,
+    InUseSerializer,
+    PartnerConfigSerializer,
+    PartnerConfigUpdateSerializer,
+    PartnerConfigWriteSerializer,
+    PartnerSerializer,
+    StatusChangeSerializer,
+    UsagesSerializer,
+)
+from connectors.models import Connector, PartnerConfig
+from connectors.partners.registry import UnknownPartner, all_partners, get_partner
+from dap.permissions import ModelPermissionsWithView
+
+
+def requires(*perms: str) -> type[BasePermission]:
+    """A permission class demanding these Django permissions (on top of being authenticated)."""
+
+    class _Requires(BasePermission):
+        def has_permission(self, request, view):
+            return bool(request.user and request.user.is_authenticated and request.user.has_perms(perms))
+
+    return _Requires
+
+
+IN_USE = OpenApiResponse(InUseSerializer, description="Still used by audiences or journeys; every usage is listed.")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The partner catalogue",
+        parameters=[OpenApiParameter("kind", str, enum=["server_to_server", "tag_based"])],
+    ),
+    retrieve=extend_schema(summary="One catalogue partner with its settings schema"),
+)
+class PartnerViewSet(viewsets.ViewSet):
+    permission_classes = [IsAuthenticated]
+    lookup_field = "key"
+    serializer_class = PartnerSerializer
+
+    def list(self, request):
+        kind = request.query_params.get("kind") or None
+        return Response([p.describe() for p in all_partners(kind=kind)])
+
+    def retrieve(self, request, key=None):
+        try:
+            return Response(get_partner(key).describe())
+        except UnknownPartner:
+            raise NotFound(f'Unknown partner "{key}".') from None
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Server-to-server connectors with last-7-days totals",
+        parameters=[
+            OpenApiParameter("search", str, description="Part of the name"),
+            OpenApiParameter("status", str, enum=["active", "deactivated"]),
+        ],
+    ),
+    retrieve=extend_schema(summary="A connector with its configurations"),
+    create=extend_schema(
+        summary="Create a connector with its first configuration",
+        request=ConnectorCreateSerializer,
+        responses={201: ConnectorDetailSerializer},
+    ),
+    update=extend_schema(summary="Rename a connector", request=ConnectorUpdateSerializer),
+    partial_update=extend_schema(summary="Rename a connector", request=ConnectorUpdateSerializer),
+    destroy=extend_schema(
+        summary="Delete a connector (refused while in use)", responses={204: None, 409: IN_USE}
+    ),
+)
+class ConnectorViewSet(viewsets.ModelViewSet):
+    queryset = Connector.objects.all()
+    serializer_class = ConnectorDetailSerializer
+
+    def get_permissions(self):
+        if self.action in {"deactivate", "activate"}:
+            return [requires("connectors.change_connector")()]
+        return super().get_permissions()
+
+    def get_queryset(self):
+        if self.action == "list":
+            params = self.request.query_params
+            return selectors.connector_list(search=params.get("search", ""), status=params.get("status", ""))
+        return Connector.objects.annotate(config_count=Count("configs")).prefetch_related("configs")
+
+    def get_serializer_class(self):
+        return ConnectorSerializer if self.action == "list" else ConnectorDetailSerializer
+
+    def _detail(self, connector, code=status.HTTP_200_OK):
+        connector = self.get_queryset().get(pk=connector.pk)
+        return Response(ConnectorDetailSerializer(connector).data, status=code)
+
+    def create(self, request, *args, **kwargs):
+        body = ConnectorCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        connector = services.connector_create(
+            partner_key=data["partner"],
+            name=data["name"],
+            config_name=data.get("config_name"),
+            settings=data.get("settings", {}),
+            timeout_seconds=data.get("timeout_seconds"),
+            actor=request.user,
+        )
+        return self._detail(connector, status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        connector = self.get_object()
+        body = ConnectorUpdateSerializer(data=request.data, partial=kwargs.get("partial", False))
+        body.is_valid(raise_exception=True)
+        if "name" in body.validated_data:
+            services.connector_update(connector=connector, name=body.validated_data["name"], actor=request.user)
+        return self._detail(connector)
+
+    def destroy(self, request, *args, **kwargs):
+        services.connector_delete(connector=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(summary="Deactivate: nothing more is sent (idempotent)", request=None, responses=StatusChangeSerializer)
+    @action(detail=True, methods=["post"])
+    def deactivate(self, request, pk=None):
+        connector = self.get_object()
+        changed = services.connector_deactivate(connector=connector, actor=request.user)
+        connector.refresh_from_db()
+        return Response({"changed": changed, "connector": ConnectorSerializer(connector).data})
+
+    @extend_schema(summary="Activate again (idempotent)", request=None, responses=StatusChangeSerializer)
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None):
+        connector = self.get_object()
+        changed = services.connector_activate(connector=connector, actor=request.user)
+        connector.refresh_from_db()
+        return Response({"changed": changed, "connector": ConnectorSerializer(connector).data})
+
+    @extend_schema(summary="Where the connector is used (audiences, journeys)", responses=UsagesSerializer)
+    @action(detail=True, methods=["get"])
+    def usages(self, request, pk=None):
+        connector = self.get_object()
+        usages = selectors.connector_usages(connector=connector)
+        live = selectors.connector_live_journeys_with_unpublished_changes(connector=connector)
+        return Response(
+            {
+                "in_use": bool(usages),
+                "usages": [u.as_dict() for u in usages],
+                "live_journeys_with_unpublished_changes": [j.name for j in live],
+            }
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The connector's configurations"),
+    retrieve=extend_schema(summary="One configuration (secrets masked)"),
+    create=extend_schema(
+        summary="Add a configuration (refused for partners that allow one)",
+        request=PartnerConfigWriteSerializer,
+        responses={201: PartnerConfigSerializer},
+    ),
+    update=extend_schema(summary="Edit a configuration", request=PartnerConfigUpdateSerializer),
+    partial_update=extend_schema(summary="Edit a configuration", request=PartnerConfigUpdateSerializer),
+    destroy=extend_schema(
+        summary="Delete a configuration (refused while in use)", responses={204: None, 409: IN_USE}
+    ),
+)
+class ConnectorConfigViewSet(viewsets.ModelViewSet):
+    serializer_class = PartnerConfigSerializer
+    queryset = PartnerConfig.objects.none()
+
+    def get_connector(self) -> Connector:
+        return get_object_or_404(Connector, pk=self.kwargs["connector_pk"])
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return PartnerConfig.objects.none()
+        return PartnerConfig.objects.filter(connector=self.get_connector()).select_related("connector")
+
+    def create(self, request, *args, **kwargs):
+        connector = self.get_connector()
+        body = PartnerConfigWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        config = services.partner_config_create(
+            connector=connector,
+            name=data["name"],
+            settings=data.get("settings", {}),
+            timeout_seconds=data.get("timeout_seconds"),
+            actor=request.user,
+        )
+        return Response(PartnerConfigSerializer(config).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        config = self.get_object()
+        body = PartnerConfigUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        if not kwargs.get("partial") and "settings" not in data:
+            data["settings"] = {}
+        fields = {k: data[k] for k in ("name", "settings", "timeout_seconds") if k in data}
+        config = services.partner_config_update(partner_config=config, actor=request.user, **fields)
+        return Response(PartnerConfigSerializer(config).data)
+
+    def destroy(self, request, *args, **kwargs):
+        services.partner_config_delete(partner_config=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PartnerConfigTestViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Configurations by id, for actions that do not need the connector in the path."""
+
+    queryset = PartnerConfig.objects.select_related("connector")
+    serializer_class = PartnerConfigSerializer
+    permission_classes = [ModelPermissionsWithView]
+
+    def get_permissions(self):
+        if self.action == "test":
+            return [requires("connectors.change_partnerconfig")()]
+        return super().get_permissions()
+
+    @extend_schema(summary="Test the connection of a configuration", request=None, responses=ConnectionTestSerializer)
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        result = services.partner_config_test_connection(partner_config=self.get_object(), actor=request.user)
+        return Response(result.as_dict())

@@ -1,0 +1,1 @@
+"""The partner catalogue: one folder per partner, mapped by key in `registry`."""

@@ -1,0 +1,366 @@
+"""What a catalogue partner declares: its metadata row, settings schema, identifier slots and limits.
+
+A partner is a stateless description (code); the account's stored setup lives in the `Connector` and
+`PartnerConfig` models. The settings schema declared here drives validation, the API, the admin form and
+the page form.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator, URLValidator
+from django.db import models
+
+from connectors.identifiers import Slot
+
+
+class Kind(models.TextChoices):
+    SERVER_TO_SERVER = "server_to_server", "Server-to-server"
+    TAG_BASED = "tag_based", "Tag-based"
+
+
+class PlatformType(models.TextChoices):
+    DSP = "dsp", "DSP"
+    SOCIAL = "social", "Social"
+    SEARCH_ADS = "search_ads", "Search & ads"
+    AD_SERVER = "ad_server", "Ad server"
+    ESP = "esp", "Email service provider"
+    EVENT_HUB = "event_hub", "Event hub"
+    QUEUE = "queue", "Message queue"
+    WEBHOOK = "webhook", "Webhook"
+    ANALYTICS = "analytics", "Analytics / tag"
+
+
+class Mode(models.TextChoices):
+    REAL_TIME = "real_time", "Real-time"
+    BATCHED = "batched", "Batched"
+
+
+class SyncOn(models.TextChoices):
+    ADD = "add", "Add"
+    UPDATE = "update", "Update"
+    REMOVE = "remove", "Remove"
+
+
+class UsableIn(models.TextChoices):
+    AUDIENCES = "audiences", "Audiences"
+    JOURNEYS = "journeys", "Journeys"
+
+
+class FieldType(models.TextChoices):
+    STRING = "string", "Text"
+    TEXT = "text", "Long text"
+    INTEGER = "integer", "Integer"
+    DECIMAL = "decimal", "Decimal"
+    BOOLEAN = "boolean", "Yes/no"
+    CHOICE = "choice", "Choice"
+    URL = "url", "URL"
+    EMAIL = "email", "Email"
+
+
+@dataclass(frozen=True)
+class SettingField:
+    """One setting of a partner configuration.
+
+    `secret` fields are encrypted at rest, write-only over the API and masked everywhere else.
+    `validators` are callables that raise `django.core.exceptions.ValidationError` on a bad value.
+    """
+
+    name: str
+    label: str
+    type: str = FieldType.STRING
+    required: bool = True
+    default: Any = None
+    help_text: str = ""
+    secret: bool = False
+    choices: tuple[tuple[str, str], ...] = ()
+    min_value: int | float | None = None
+    max_value: int | float | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    pattern_message: str = "Enter a valid value."
+    validators: tuple[Callable[[Any], None], ...] = ()
+    https_only: bool = False
+
+    def describe(self) -> dict:
+        """JSON-able description (catalogue API)."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "type": str(self.type),
+            "required": self.required,
+            "default": self.default,
+            "help_text": self.help_text,
+            "secret": self.secret,
+            "choices": [{"value": v, "label": label} for v, label in self.choices],
+            "min_value": self.min_value,
+            "max_value": self.max_value,
+            "max_length": self.max_length,
+            "pattern": self.pattern,
+        }
+
+    def is_empty(self, value: Any) -> bool:
+        return value is None or (isinstance(value, str) and value.strip() == "")
+
+    def clean(self, value: Any) -> Any:
+        """Coerce and validate one non-empty value; raise ValidationError with a clear message."""
+        t = self.type
+        if t == FieldType.BOOLEAN:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on"}:
+                return True
+            if isinstance(value, str) and value.lower() in {"false", "0", "no", "off"}:
+                return False
+            raise ValidationError("Enter true or false.")
+        if t == FieldType.INTEGER:
+            if isinstance(value, bool):
+                raise ValidationError("Enter a whole number.")
+            try:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                value = int(str(value).strip()) if not isinstance(value, int | float) else int(value)
+            except (TypeError, ValueError):
+                raise ValidationError("Enter a whole number.") from None
+            self._check_range(value)
+        elif t == FieldType.DECIMAL:
+            try:
+                value = Decimal(str(value).strip())
+            except (InvalidOperation, ValueError):
+                raise ValidationError("Enter a number.") from None
+            if not value.is_finite():
+                raise ValidationError("Enter a number.")
+            self._check_range(value)
+            value = float(value)
+        else:
+            if not isinstance(value, str):
+                raise ValidationError("Enter text.")
+            value = value.strip()
+            if self.max_length is not None and len(value) > self.max_length:
+                raise ValidationError(f"Ensure this value has at most {self.max_length} characters.")
+            if t == FieldType.CHOICE:
+                allowed = [v for v, _ in self.choices]
+                if value not in allowed:
+                    raise ValidationError(f"Choose one of: {', '.join(allowed)}.")
+            elif t == FieldType.URL:
+                URLValidator(schemes=["https"] if self.https_only else ["http", "https"])(value)
+                if self.https_only and urlsplit(value).scheme != "https":
+                    raise ValidationError("Enter an https:// URL.")
+            elif t == FieldType.EMAIL:
+                EmailValidator()(value)
+            if self.pattern and not re.fullmatch(self.pattern, value):
+                raise ValidationError(self.pattern_message)
+        for validator in self.validators:
+            validator(value)
+        return value
+
+    def _check_range(self, value) -> None:
+        if self.min_value is not None and value < self.min_value:
+            raise ValidationError(f"Ensure this value is greater than or equal to {self.min_value}.")
+        if self.max_value is not None and value > self.max_value:
+            raise ValidationError(f"Ensure this value is less than or equal to {self.max_value}.")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Batch and rate limits the partner documents."""
+
+    max_batch_size: int
+    min_batch_size: int = 1
+    max_payload_bytes: int | None = None
+    requests_per_minute: int | None = None
+    notes: str = ""
+
+    def describe(self) -> dict:
+        return {
+            "max_batch_size": self.max_batch_size,
+            "min_batch_size": self.min_batch_size,
+            "max_payload_bytes": self.max_payload_bytes,
+            "requests_per_minute": self.requests_per_minute,
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A catalogue entry: the metadata row of DESIGN.md, the settings schema, identifier slots and limits."""
+
+    key: str
+    name: str
+    vendor: str
+    description: str
+    platform_type: str
+    kind: str
+    protocol: str
+    mode: str
+    identifier_slots: tuple[str, ...]
+    syncs_on: tuple[str, ...]
+    usable_in: tuple[str, ...]
+    docs_url: str
+    settings: tuple[SettingField, ...] = ()
+    limits: Limits | None = None
+    cookie_sync: bool = False
+    multiple_configs: bool = False
+    profile_variables: bool = False
+    error_docs_url: str = ""
+    prerequisites: tuple[str, ...] = ()
+    # Name of a CHOICE setting whose value is the identifier slot (webhook, Azure): the configuration chooses.
+    identifier_slot_setting: str | None = None
+    # Tag-based partners: a template with {setting_name} placeholders, rendered with the entered settings.
+    snippet_template: str = ""
+    # Cross-field checks: callables taking the cleaned settings+secrets dict, returning {field: message}.
+    cross_checks: tuple[Callable[[Mapping[str, Any]], dict[str, str]], ...] = field(default=())
+
+    def __post_init__(self):
+        names = [f.name for f in self.settings]
+        if len(names) != len(set(names)):
+            raise ValueError(f"{self.key}: duplicate setting names")
+        if self.kind == Kind.SERVER_TO_SERVER and self.limits is None:
+            raise ValueError(f"{self.key}: a server-to-server partner declares its limits")
+        if self.kind == Kind.TAG_BASED and not self.snippet_template:
+            raise ValueError(f"{self.key}: a tag-based partner declares its snippet")
+        if self.identifier_slot_setting and self.identifier_slot_setting not in names:
+            raise ValueError(f"{self.key}: identifier_slot_setting names an unknown setting")
+
+    # --- labels and schema helpers --------------------------------------------------------------
+    @property
+    def platform_label(self) -> str:
+        return PlatformType(self.platform_type).label
+
+    @property
+    def kind_label(self) -> str:
+        return Kind(self.kind).label
+
+    @property
+    def mode_label(self) -> str:
+        return Mode(self.mode).label
+
+    @property
+    def slot_labels(self) -> list[str]:
+        labels = dict(Slot.choices)
+        return [labels.get(s, s) for s in self.identifier_slots]
+
+    @property
+    def is_server_to_server(self) -> bool:
+        return self.kind == Kind.SERVER_TO_SERVER
+
+    @property
+    def secret_fields(self) -> tuple[SettingField, ...]:
+        return tuple(f for f in self.settings if f.secret)
+
+    @property
+    def plain_fields(self) -> tuple[SettingField, ...]:
+        return tuple(f for f in self.settings if not f.secret)
+
+    def get_field(self, name: str) -> SettingField | None:
+        return next((f for f in self.settings if f.name == name), None)
+
+    def clean_settings(
+        self,
+        data: Mapping[str, Any],
+        *,
+        existing_secrets: Mapping[str, str] | None = None,
+        partial: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Validate `data` against the schema; return (plain settings, secrets).
+
+        Unknown keys are refused. A secret left empty keeps its stored value (`existing_secrets`).
+        With `partial`, missing plain fields are not an error (the caller merges with stored values).
+        Raises ValidationError with one message list per field; nothing is returned half-valid.
+        """
+        existing_secrets = existing_secrets or {}
+        errors: dict[str, list[str]] = {}
+        if not isinstance(data, Mapping):
+            raise ValidationError({"settings": ["Expected an object of settings."]})
+        known = {f.name for f in self.settings}
+        for key in data:
+            if key not in known:
+                errors.setdefault(str(key), []).append(f"Unknown setting for {self.name}.")
+        plain: dict[str, Any] = {}
+        secrets: dict[str, str] = {}
+        for f in self.settings:
+            raw = data.get(f.name)
+            if f.is_empty(raw):
+                if f.secret and existing_secrets.get(f.name):
+                    secrets[f.name] = existing_secrets[f.name]
+                elif partial and f.name not in data:
+                    continue
+                elif f.default is not None:
+                    plain[f.name] = f.default
+                elif f.type == FieldType.BOOLEAN and raw is None and not f.required:
+                    plain[f.name] = False
+                elif f.required:
+                    errors.setdefault(f.name, []).append("This field is required.")
+                continue
+            try:
+                value = f.clean(raw)
+            except ValidationError as exc:
+                errors.setdefault(f.name, []).extend(exc.messages)
+                continue
+            if f.secret:
+                secrets[f.name] = value
+            else:
+                plain[f.name] = value
+        if not errors:
+            merged = {**plain, **secrets}
+            for check in self.cross_checks:
+                for name, message in (check(merged) or {}).items():
+                    errors.setdefault(name, []).append(message)
+        if errors:
+            raise ValidationError(errors)
+        return plain, secrets
+
+    def identifier_slots_for(self, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """Slots this configuration reads, in order of preference."""
+        if self.identifier_slot_setting:
+            chosen = settings.get(self.identifier_slot_setting)
+            return (chosen,) if chosen else ()
+        return self.identifier_slots
+
+    def render_snippet(self, settings: Mapping[str, Any]) -> str:
+        values = {f.name: settings.get(f.name, f.default if f.default is not None else "") for f in self.settings}
+        return self.snippet_template.format(**values)
+
+    def describe(self) -> dict:
+        """The catalogue row, JSON-able."""
+        return {
+            "key": self.key,
+            "name": self.name,
+            "vendor": self.vendor,
+            "description": self.description,
+            "platform_type": str(self.platform_type),
+            "kind": str(self.kind),
+            "protocol": self.protocol,
+            "mode": str(self.mode),
+            "identifier_slots": [str(s) for s in self.identifier_slots],
+            "identifier_slot_setting": self.identifier_slot_setting,
+            "cookie_sync": self.cookie_sync,
+            "syncs_on": [str(s) for s in self.syncs_on],
+            "multiple_configs": self.multiple_configs,
+            "profile_variables": self.profile_variables,
+            "usable_in": [str(u) for u in self.usable_in],
+            "docs_url": self.docs_url,
+            "error_docs_url": self.error_docs_url,
+            "prerequisites": list(self.prerequisites),
+            "limits": self.limits.describe() if self.limits else None,
+            "settings": [f.describe() for f in self.settings],
+        }
+
+
+def slot_choices(*slots: str) -> tuple[tuple[str, str], ...]:
+    """Choices for a setting that picks an identifier slot."""
+    labels = dict(Slot.choices)
+    return tuple((s, labels[s]) for s in slots)
+
+
+COMMON_PREREQUISITES = (
+    "An active account at the vendor, with access to the advertiser/audience you will send to.",
+    "The platform's egress IP addresses whitelisted at the vendor where the vendor restricts API access by IP.",
+)

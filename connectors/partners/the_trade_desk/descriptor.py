@@ -1,0 +1,154 @@
+"""The Trade Desk CRM data segments (`/v3/crmdata/segment`), plus optional real-time first-party data."""
+
+from connectors.identifiers import Slot
+from connectors.partners.base import (
+    COMMON_PREREQUISITES,
+    FieldType,
+    Kind,
+    Limits,
+    Mode,
+    Partner,
+    PlatformType,
+    SettingField,
+    SyncOn,
+    UsableIn,
+)
+from connectors.partners.validators import NO_SPACES, NO_SPACES_MESSAGE
+
+TTD_ID_PATTERN = r"[A-Za-z0-9]{3,32}"
+TTD_ID_MESSAGE = "The Trade Desk ids are short codes of letters and digits, e.g. a1b2c3d."
+
+# Real-time first-party data is posted to https://{region}-data.adsrvr.org/data/advertiser.
+REALTIME_REGIONS = (
+    ("use", "US East"),
+    ("usw", "US West"),
+    ("euw", "Europe (West)"),
+    ("sg", "Asia-Pacific (Singapore)"),
+    ("jp", "Japan"),
+)
+
+
+def realtime_needs_secret(settings) -> dict[str, str]:
+    """Real-time data is signed (TtdSignature = HMAC-SHA1 of the body keyed with the advertiser secret).
+
+    Only this direction is checked: a stored secret without a region is harmless (real-time stays off), and a
+    partial update carries stored secrets but not the unchanged plain settings.
+    """
+    if settings.get("realtime_region") and not settings.get("advertiser_secret"):
+        return {"advertiser_secret": "Real-time data needs the advertiser secret key to sign requests."}
+    return {}
+
+
+PARTNER = Partner(
+    key="the_trade_desk",
+    name="The Trade Desk",
+    vendor="The Trade Desk",
+    description=(
+        "Uploads your audience to a The Trade Desk CRM data segment (hashed emails, matched through UID2/EUID) "
+        "for targeting and suppression; uploads are batched and must hold at least 1,500 profiles."
+    ),
+    platform_type=PlatformType.DSP,
+    kind=Kind.SERVER_TO_SERVER,
+    protocol="HTTPS REST (The Trade Desk API v3 CRM data) with a plain-text file drop; optional signed JSON "
+    "real-time data",
+    mode=Mode.BATCHED,
+    identifier_slots=(Slot.EMAIL, Slot.TTD_ID),
+    syncs_on=(SyncOn.ADD, SyncOn.REMOVE),
+    usable_in=(UsableIn.AUDIENCES, UsableIn.JOURNEYS),
+    multiple_configs=False,
+    profile_variables=False,
+    docs_url="https://partner.thetradedesk.com/v3/portal/data/doc/DataIntegrateCRMData",
+    prerequisites=(
+        *COMMON_PREREQUISITES,
+        "A CRM onboarding (UID2/EUID) agreement signed with your The Trade Desk account manager.",
+        "A long-lived API token from the Developer Portal (Manage API Tokens) with access to the advertiser.",
+        "For real-time data: the advertiser secret key (Advertiser Preferences > Seat Identifiers & Keys).",
+    ),
+    limits=Limits(
+        min_batch_size=1_500,
+        max_batch_size=1_000_000,
+        notes=(
+            "CRM uploads under 1,500 records are refused. Each upload asks for a drop URL, then PUTs one value per "
+            "line. In Replace mode the whole current audience is uploaded each run, which also removes leavers. "
+            "The 1,000,000-line cap per file is the platform's choice, not a documented vendor limit."
+        ),
+    ),
+    settings=(
+        SettingField(
+            "advertiser_id",
+            "Advertiser ID",
+            max_length=32,
+            pattern=TTD_ID_PATTERN,
+            pattern_message=TTD_ID_MESSAGE,
+            help_text="The Trade Desk platform > Advertiser Preferences (also in the advertiser's page address).",
+        ),
+        SettingField(
+            "crm_data_id",
+            "Default CRM data ID",
+            required=False,
+            max_length=32,
+            pattern=TTD_ID_PATTERN,
+            pattern_message=TTD_ID_MESSAGE,
+            help_text="CRM segment used when an audience connection names none (CrmDataId from the segment list).",
+        ),
+        SettingField(
+            "api_token",
+            "API token (TTD-Auth)",
+            secret=True,
+            max_length=2000,
+            pattern=NO_SPACES,
+            pattern_message=NO_SPACES_MESSAGE,
+            help_text="Developer Portal > user menu > Manage API Tokens > Generate token (long-lived).",
+        ),
+        SettingField(
+            "data_region",
+            "PII origin region",
+            type=FieldType.CHOICE,
+            choices=(("US", "North America"), ("EU", "Europe (EUID)"), ("APAC", "Asia-Pacific")),
+            default="US",
+            help_text="Where the personal data comes from; decides UID2 or EUID matching for new CRM segments.",
+        ),
+        SettingField(
+            "pii_type",
+            "Identifier sent",
+            type=FieldType.CHOICE,
+            choices=(("EmailHashedUnifiedId2", "Hashed email (SHA-256, Base64)"), ("Email", "Plain email")),
+            default="EmailHashedUnifiedId2",
+            help_text="Hashed email is recommended: addresses never leave the platform in clear text.",
+        ),
+        SettingField(
+            "merge_mode",
+            "Merge mode",
+            type=FieldType.CHOICE,
+            choices=(("Replace", "Replace the segment with each upload"), ("Add", "Add to the segment")),
+            default="Replace",
+            help_text="Replace keeps the segment equal to the audience (removals work); Add only ever grows it.",
+        ),
+        SettingField(
+            "retention_enabled",
+            "Keep previously matched users",
+            type=FieldType.BOOLEAN,
+            default=True,
+            help_text="Lets The Trade Desk retain matches between uploads (RetentionEnabled).",
+        ),
+        SettingField(
+            "realtime_region",
+            "Real-time data server",
+            type=FieldType.CHOICE,
+            required=False,
+            choices=REALTIME_REGIONS,
+            help_text="Optional. Region of the real-time data endpoint ({region}-data.adsrvr.org) nearest you.",
+        ),
+        SettingField(
+            "advertiser_secret",
+            "Advertiser secret key",
+            secret=True,
+            required=False,
+            max_length=500,
+            pattern=NO_SPACES,
+            pattern_message=NO_SPACES_MESSAGE,
+            help_text="Needed for real-time data only: Advertiser Preferences > Seat Identifiers & Keys.",
+        ),
+    ),
+    cross_checks=(realtime_needs_secret,),
+)

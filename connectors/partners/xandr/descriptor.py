@@ -1,0 +1,126 @@
+"""Xandr (Microsoft Curate / Monetize) segments: real-time `rt-segment` or the Batch Segment Service."""
+
+from connectors.identifiers import Slot
+from connectors.partners.base import (
+    COMMON_PREREQUISITES,
+    FieldType,
+    Kind,
+    Limits,
+    Mode,
+    Partner,
+    PlatformType,
+    SettingField,
+    SyncOn,
+    UsableIn,
+)
+
+MODES = (("realtime", "Real-time (Instant Audience Service)"), ("batch", "Batch (Batch Segment Service file upload)"))
+
+
+def one_default_segment(settings) -> dict[str, str]:
+    """Xandr addresses a segment by id, or by code plus member id: never both."""
+    if settings.get("default_segment_id") and settings.get("default_segment_code"):
+        return {"default_segment_code": "Give a default segment id or a segment code, not both."}
+    return {}
+
+
+PARTNER = Partner(
+    key="xandr",
+    name="Xandr",
+    vendor="Microsoft",
+    description=(
+        "Adds profiles to a Xandr segment when they join your audience and takes them out when they leave, "
+        "using the Xandr user id collected by the Xandr cookie-sync tag."
+    ),
+    platform_type=PlatformType.DSP,
+    kind=Kind.SERVER_TO_SERVER,
+    protocol="HTTPS REST (Xandr API rt-segment, or Batch Segment Service file upload), JSON, token auth",
+    mode=Mode.REAL_TIME,
+    identifier_slots=(Slot.XANDR_UID,),
+    cookie_sync=True,
+    syncs_on=(SyncOn.ADD, SyncOn.REMOVE),
+    usable_in=(UsableIn.AUDIENCES, UsableIn.JOURNEYS),
+    multiple_configs=False,
+    profile_variables=False,
+    docs_url="https://learn.microsoft.com/en-us/xandr/digital-platform-api/instant-audience-service",
+    error_docs_url="https://learn.microsoft.com/en-us/xandr/digital-platform-api/api-semantics",
+    prerequisites=(
+        *COMMON_PREREQUISITES,
+        "A Xandr member (seat) with an API user; the Instant Audience or Batch Segment Service enabled by Xandr "
+        "support for that member.",
+        "The Xandr cookie-sync tag on your site, so profiles carry a Xandr user id.",
+        "Segments created in Xandr (wait about 20 minutes after creating one before sending to it).",
+    ),
+    limits=Limits(
+        max_batch_size=1_000,
+        max_payload_bytes=1_000_000,
+        notes=(
+            "Real-time: at most 1,000 users and 100 segments per user per request, JSON body under 1 MB, up to "
+            "100 POST calls per second per member; validation problems come back as warnings with status OK. "
+            "Login: at most 10 authentications per 5 minutes; the token lasts 2 hours idle (24 hours at most), "
+            "so it is cached and renewed only on NOAUTH."
+        ),
+    ),
+    settings=(
+        SettingField(
+            "username",
+            "API username",
+            max_length=100,
+            pattern=r"\S+",
+            pattern_message="The username has no spaces.",
+            help_text="The Xandr API user given by your Xandr representative (not a console-only login).",
+        ),
+        SettingField(
+            "password",
+            "API password",
+            secret=True,
+            max_length=256,
+            help_text="That API user's password; logins are cached (at most 10 per 5 minutes are allowed).",
+        ),
+        SettingField(
+            "member_id",
+            "Member ID",
+            type=FieldType.INTEGER,
+            min_value=1,
+            help_text="Your Xandr member (seat) ID: Network > Member in the console, or ask your representative.",
+        ),
+        SettingField(
+            "mode",
+            "Upload mode",
+            type=FieldType.CHOICE,
+            choices=MODES,
+            default="realtime",
+            help_text="Real-time sends changes within seconds; batch uploads a file per run (large audiences).",
+        ),
+        SettingField(
+            "default_segment_id",
+            "Default segment ID",
+            type=FieldType.INTEGER,
+            required=False,
+            min_value=1,
+            help_text="Used when an audience connection names no segment: Audiences > Segments, ID column.",
+        ),
+        SettingField(
+            "default_segment_code",
+            "Default segment code",
+            required=False,
+            max_length=100,
+            pattern=r"[A-Za-z0-9_.:-]+",
+            pattern_message="Segment codes use letters, digits and _ . : - only.",
+            help_text="Alternative to the id: the segment's integration code (with your member ID).",
+        ),
+        SettingField(
+            "expiration_minutes",
+            "Segment membership lifetime (minutes)",
+            type=FieldType.INTEGER,
+            default=0,
+            min_value=0,
+            max_value=525_600,
+            help_text=(
+                "0 = never expires (the platform removes members when they leave the audience). Otherwise Xandr "
+                "drops the user after this many minutes; at most one year."
+            ),
+        ),
+    ),
+    cross_checks=(one_default_segment,),
+)

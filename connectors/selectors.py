@@ -1,0 +1,156 @@
+"""Reads for connectors: lists with statistics, usages, history."""
+
+from datetime import timedelta
+
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from audiences.models import AudienceConnection
+from connectors.errors import Usage
+from connectors.models import ERROR_OUTCOMES, SKIPPED_OUTCOMES, Connector, ConnectorEvent, DailyStat, Outcome
+from connectors.partners.base import Kind
+from connectors.partners.registry import all_partners
+from journeys.models import Journey, JourneyActivationStep
+
+
+def _stat_sum(days: int, outcomes) -> Subquery:
+    since = timezone.now().date() - timedelta(days=days - 1)
+    return Coalesce(
+        Subquery(
+            DailyStat.objects.filter(
+                partner_config__connector=OuterRef("pk"), day__gte=since, outcome__in=list(outcomes)
+            )
+            .order_by()
+            .values("partner_config__connector")
+            .annotate(total=Sum("count"))
+            .values("total")[:1],
+            output_field=IntegerField(),
+        ),
+        Value(0),
+    )
+
+
+def connector_list(*, days: int = 7, search: str = "", status: str = "") -> QuerySet[Connector]:
+    """Server-to-server connectors with their number of configurations and last-`days` totals."""
+    s2s_keys = [p.key for p in all_partners(kind=Kind.SERVER_TO_SERVER)]
+    qs = Connector.objects.filter(partner_key__in=s2s_keys)
+    if search:
+        qs = qs.filter(name__icontains=search)
+    if status:
+        qs = qs.filter(status=status)
+    return qs.annotate(
+        config_count=Count("configs", distinct=True),
+        added_total=_stat_sum(days, [Outcome.ADDED]),
+        removed_total=_stat_sum(days, [Outcome.REMOVED]),
+        skipped_total=_stat_sum(days, SKIPPED_OUTCOMES),
+        error_total=_stat_sum(days, ERROR_OUTCOMES),
+    ).order_by("name")
+
+
+def connector_stats(*, connector: Connector, days: int = 7) -> dict:
+    """Totals per outcome (and per partner error code) over the last `days` days."""
+    since = timezone.now().date() - timedelta(days=days - 1)
+    rows = (
+        DailyStat.objects.filter(partner_config__connector=connector, day__gte=since)
+        .values("outcome", "partner_error_code")
+        .annotate(total=Sum("count"))
+        .order_by("outcome", "partner_error_code")
+    )
+    by_outcome = {o.value: 0 for o in Outcome}
+    partner_codes: dict[str, int] = {}
+    for row in rows:
+        by_outcome[row["outcome"]] += row["total"]
+        if row["outcome"] == Outcome.PARTNER_ERROR and row["partner_error_code"]:
+            partner_codes[row["partner_error_code"]] = partner_codes.get(row["partner_error_code"], 0) + row["total"]
+    return {"days": days, "since": since, "by_outcome": by_outcome, "partner_error_codes": partner_codes}
+
+
+def partner_config_usages(*, config_ids) -> list[Usage]:
+    """Every audience connection and journey activation step that uses one of these configurations."""
+    usages: list[Usage] = []
+    connections = (
+        AudienceConnection.objects.filter(partner_config_id__in=config_ids)
+        .select_related("audience", "partner_config")
+        .order_by("audience__name", "id")
+    )
+    for c in connections:
+        usages.append(
+            Usage(
+                kind="audience",
+                object_id=c.audience_id,
+                name=c.audience.name,
+                partner_config_id=c.partner_config_id,
+                partner_config_name=c.partner_config.name,
+                detail=f"partner audience {c.partner_audience_id}" if c.partner_audience_id else "",
+            )
+        )
+    steps = (
+        JourneyActivationStep.objects.filter(partner_config_id__in=config_ids)
+        .select_related("journey", "partner_config")
+        .order_by("journey__name", "version", "step_key")
+    )
+    for s in steps:
+        usages.append(
+            Usage(
+                kind="journey",
+                object_id=s.journey_id,
+                name=s.journey.name,
+                partner_config_id=s.partner_config_id,
+                partner_config_name=s.partner_config.name,
+                detail=f"step {s.label or s.step_key}, {s.get_version_display().lower()}, "
+                f"journey {s.journey.get_status_display().lower()}",
+            )
+        )
+    return usages
+
+
+def connector_usages(*, connector: Connector) -> list[Usage]:
+    return partner_config_usages(config_ids=connector.configs.values("id"))
+
+
+def connector_live_journeys_with_unpublished_changes(*, connector: Connector) -> list[Journey]:
+    """Live journeys that reference the connector and have a draft that differs from the published version."""
+    journeys = Journey.objects.filter(
+        status=Journey.Status.LIVE, activation_steps__partner_config__connector=connector
+    ).distinct()
+    return [j for j in journeys if j.has_unpublished_changes]
+
+
+def connector_history(*, connector: Connector, limit: int = 50) -> QuerySet[ConnectorEvent]:
+    return ConnectorEvent.objects.filter(connector=connector).select_related("actor")[:limit]
+
+
+def connector_has_usages(*, connector: Connector) -> bool:
+    ids = connector.configs.values("id")
+    return (
+        AudienceConnection.objects.filter(partner_config_id__in=ids).exists()
+        or JourneyActivationStep.objects.filter(partner_config_id__in=ids).exists()
+    )
+
+
+def usage_counts(*, connector_ids) -> dict[int, int]:
+    """connector id -> number of audience connections and journey steps using it."""
+    counts: dict[int, int] = {}
+    for model in (AudienceConnection, JourneyActivationStep):
+        rows = (
+            model.objects.filter(partner_config__connector_id__in=connector_ids)
+            .values("partner_config__connector_id")
+            .annotate(n=Count("id"))
+        )
+        for row in rows:
+            cid = row["partner_config__connector_id"]
+            counts[cid] = counts.get(cid, 0) + row["n"]
+    return counts
+
+
+__all__ = [
+    "connector_list",
+    "connector_stats",
+    "connector_usages",
+    "partner_config_usages",
+    "connector_live_journeys_with_unpublished_changes",
+    "connector_history",
+    "connector_has_usages",
+    "usage_counts",
+]

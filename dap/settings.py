@@ -1,0 +1,173 @@
+"""Settings for the Data Activation Platform.
+
+Everything comes from the environment (django-environ). With nothing set, the platform runs on the
+embedded default: SQLite and django-q2's ORM broker, so nothing needs to be installed or started.
+`DATABASE_URL` switches to PostgreSQL, `REDIS_URL` to django-q2's Redis broker.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DAP_DEBUG", default=True)
+
+# Dev-only defaults: refused when DEBUG is off (see the check at the bottom of this file).
+_DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
+# A Fernet key (32 url-safe base64-encoded bytes). Dev-only default.
+_DEV_ENCRYPTION_KEY = "ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMzJieXRlcyE="
+
+SECRET_KEY = env.str("DAP_SECRET_KEY", default=_DEV_SECRET_KEY)
+# Key(s) that encrypt partner secrets at rest; comma-separated, the first encrypts, all decrypt (rotation).
+DAP_ENCRYPTION_KEYS = env.list("DAP_ENCRYPTION_KEYS", default=[_DEV_ENCRYPTION_KEY])
+ALLOWED_HOSTS = env.list("DAP_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DAP_CSRF_TRUSTED_ORIGINS", default=[])
+
+# Egress IPs the platform calls partners from; shown on the new-connector screens for whitelisting.
+DAP_EGRESS_IPS = env.list("DAP_EGRESS_IPS", default=["203.0.113.10", "203.0.113.11"])
+# Default timeout of a whole partner request, in seconds.
+DAP_DEFAULT_TIMEOUT_SECONDS = env.float("DAP_DEFAULT_TIMEOUT_SECONDS", default=3.0)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "connectors",
+    "audiences",
+    "journeys",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dap.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "dap.wsgi.application"
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while the worker writes.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
+    DATABASES["default"]["OPTIONS"].setdefault(
+        "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "connectors:list"
+LOGOUT_REDIRECT_URL = "login"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+
+Q_CLUSTER = {
+    "name": "dap",
+    "workers": env.int("DAP_Q_WORKERS", default=2),
+    "timeout": 120,
+    "retry": 180,
+    "max_attempts": 1,
+    "catch_up": False,
+    "save_limit": 250,
+    "label": "Tasks",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "dap.permissions.ModelPermissionsWithView",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "EXCEPTION_HANDLER": "dap.exceptions.exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Data Activation Platform API",
+    "DESCRIPTION": (
+        "Manage server-to-server connectors and their partner configurations. "
+        "Secrets are write-only: responses only say whether a secret is set and its last 4 characters."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI served from our own static files (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("DAP_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+if not DEBUG:
+    from django.core.exceptions import ImproperlyConfigured
+
+    if SECRET_KEY == _DEV_SECRET_KEY or _DEV_ENCRYPTION_KEY in DAP_ENCRYPTION_KEYS:
+        raise ImproperlyConfigured(
+            "DAP_SECRET_KEY and DAP_ENCRYPTION_KEYS must be set when DAP_DEBUG is off; "
+            "the dev-only defaults are refused in production."
+        )
