@@ -129,7 +129,14 @@ class ConnectorAdmin(GuardedDeleteMixin, admin.ModelAdmin):
     list_display = ["name", "partner_display", "config_count", "status_display", "status_changed_at", "updated_at"]
     list_filter = ["status", "partner_key"]
     search_fields = ["name"]
-    readonly_fields = ["partner_key", "status_display", "status_changed_at", "status_changed_by", "created_at", "created_by"]
+    readonly_fields = [
+        "partner_key",
+        "status_display",
+        "status_changed_at",
+        "status_changed_by",
+        "created_at",
+        "created_by",
+    ]
     actions = ["deactivate_selected", "activate_selected"]
 
     @admin.display(description="Partner", ordering="partner_key")
@@ -184,7 +191,9 @@ class ConnectorAdmin(GuardedDeleteMixin, admin.ModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
-            form = type("ConnectorAddForm", (ConnectorAddForm,), {"partner": request._dap_partner, "actor": request.user})
+            form = type(
+                "ConnectorAddForm", (ConnectorAddForm,), {"partner": request._dap_partner, "actor": request.user}
+            )
         else:
             form = type("ConnectorChangeForm", (ConnectorChangeForm,), {"actor": request.user})
         kwargs["form"] = form
@@ -316,7 +325,9 @@ class PartnerConfigAdmin(GuardedDeleteMixin, admin.ModelAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         connector = self._connector_for(request, obj)
-        kwargs["form"] = type("PartnerConfigForm", (PartnerConfigForm,), {"connector_obj": connector, "actor": request.user})
+        kwargs["form"] = type(
+            "PartnerConfigForm", (PartnerConfigForm,), {"connector_obj": connector, "actor": request.user}
+        )
         kwargs["fields"] = ["name", "timeout_seconds", "base_url_override"]
         return super().get_form(request, obj, change, **kwargs)
 

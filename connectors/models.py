@@ -30,7 +30,9 @@ class Connector(models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(Lower("name"), name="connector_name_unique_ci"),
-            models.CheckConstraint(condition=models.Q(status__in=["active", "deactivated"]), name="connector_status_valid"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["active", "deactivated"]), name="connector_status_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -115,11 +117,15 @@ class ConnectorEvent(models.Model):
 
     connector = models.ForeignKey(Connector, null=True, on_delete=models.SET_NULL, related_name="events")
     connector_name = models.CharField(max_length=200)
-    partner_config = models.ForeignKey(PartnerConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    partner_config = models.ForeignKey(
+        PartnerConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     partner_config_name = models.CharField(max_length=200, blank=True, default="")
     action = models.CharField(max_length=32, choices=Action.choices)
     changes = models.JSONField(default=dict, blank=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_name = models.CharField(max_length=150, blank=True, default="")
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -127,7 +133,9 @@ class ConnectorEvent(models.Model):
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name or 'system'}: {self.get_action_display()} {self.connector_name}"
+        return (
+            f"{self.at:%Y-%m-%d %H:%M} {self.actor_name or 'system'}: {self.get_action_display()} {self.connector_name}"
+        )
 
     def change_lines(self) -> list[str]:
         """Human-readable lines for the history table (secrets only ever say "changed")."""

@@ -232,7 +232,11 @@ def partner_config_create(
     partner = connector.partner
     if not partner.multiple_configs and connector.configs.exists():
         raise ValidationError(
-            {"non_field_errors": [f"{partner.name} allows a single configuration per connector; edit the existing one."]}
+            {
+                "non_field_errors": [
+                    f"{partner.name} allows a single configuration per connector; edit the existing one."
+                ]
+            }
         )
     errors: list[ValidationError] = []
     clean_name = timeout = None
@@ -270,7 +274,9 @@ def partner_config_create(
         config=config,
         changes={"name": clean_name, **_diff({}, plain, {f.name for f in partner.secret_fields}, {}, secrets)},
     )
-    logger.info("partner config %s added to connector %s by %s", config.pk, connector.pk, _actor_name(actor) or "system")
+    logger.info(
+        "partner config %s added to connector %s by %s", config.pk, connector.pk, _actor_name(actor) or "system"
+    )
     return config
 
 
@@ -342,9 +348,15 @@ def partner_config_update(
         config.set_secrets(secrets)
     config.save()
     _record(
-        action=ConnectorEvent.Action.CONFIG_UPDATED, connector=config.connector, actor=actor, config=config, changes=changes
+        action=ConnectorEvent.Action.CONFIG_UPDATED,
+        connector=config.connector,
+        actor=actor,
+        config=config,
+        changes=changes,
     )
-    logger.info("partner config %s updated by %s (fields: %s)", config.pk, _actor_name(actor) or "system", sorted(changes))
+    logger.info(
+        "partner config %s updated by %s (fields: %s)", config.pk, _actor_name(actor) or "system", sorted(changes)
+    )
     return config
 
 
@@ -385,7 +397,12 @@ def connector_delete(*, connector: Connector, actor=None) -> None:
     usages = connector_usages(connector=connector)
     if usages:
         raise InUseError(f'Connector "{connector.name}"', usages)
-    _record(action=ConnectorEvent.Action.DELETED, connector=connector, actor=actor, changes={"partner": connector.partner_key})
+    _record(
+        action=ConnectorEvent.Action.DELETED,
+        connector=connector,
+        actor=actor,
+        changes={"partner": connector.partner_key},
+    )
     pk = connector.pk
     connector.delete()
     logger.info("connector %s deleted by %s", pk, _actor_name(actor) or "system")

@@ -205,7 +205,13 @@ def config_add(request, pk: int):
     return render(
         request,
         "connectors/config_form.html",
-        {"connector": connector, "partner": partner, "form": form, "setting_fields": setting_fields(form), "config": None},
+        {
+            "connector": connector,
+            "partner": partner,
+            "form": form,
+            "setting_fields": setting_fields(form),
+            "config": None,
+        },
         status=400 if request.method == "POST" else 200,
     )
 

@@ -5,39 +5,59 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('connectors', '0001_initial'),
+        ("connectors", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Audience',
+            name="Audience",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('description', models.TextField(blank=True, default='')),
-                ('kind', models.CharField(choices=[('rule_based', 'Rule-based'), ('static', 'Static list')], default='rule_based', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("description", models.TextField(blank=True, default="")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("rule_based", "Rule-based"), ("static", "Static list")],
+                        default="rule_based",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='AudienceConnection',
+            name="AudienceConnection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('partner_audience_id', models.CharField(blank=True, default='', max_length=200)),
-                ('profile_variables', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('audience', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='connections', to='audiences.audience')),
-                ('partner_config', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='audience_connections', to='connectors.partnerconfig')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("partner_audience_id", models.CharField(blank=True, default="", max_length=200)),
+                ("profile_variables", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "audience",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="connections", to="audiences.audience"
+                    ),
+                ),
+                (
+                    "partner_config",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="audience_connections",
+                        to="connectors.partnerconfig",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('audience', 'partner_config'), name='audienceconnection_unique')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("audience", "partner_config"), name="audienceconnection_unique")
+                ],
             },
         ),
     ]

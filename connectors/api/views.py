@@ -47,7 +47,10 @@ IN_USE = OpenApiResponse(InUseSerializer, description="Still used by audiences o
         summary="The partner catalogue",
         parameters=[OpenApiParameter("kind", str, enum=["server_to_server", "tag_based"])],
     ),
-    retrieve=extend_schema(summary="One catalogue partner with its settings schema"),
+    retrieve=extend_schema(
+        summary="One catalogue partner with its settings schema",
+        parameters=[OpenApiParameter("key", str, OpenApiParameter.PATH, description="Partner key")],
+    ),
 )
 class PartnerViewSet(viewsets.ViewSet):
     permission_classes = [IsAuthenticated]
@@ -81,9 +84,7 @@ class PartnerViewSet(viewsets.ViewSet):
     ),
     update=extend_schema(summary="Rename a connector", request=ConnectorUpdateSerializer),
     partial_update=extend_schema(summary="Rename a connector", request=ConnectorUpdateSerializer),
-    destroy=extend_schema(
-        summary="Delete a connector (refused while in use)", responses={204: None, 409: IN_USE}
-    ),
+    destroy=extend_schema(summary="Delete a connector (refused while in use)", responses={204: None, 409: IN_USE}),
 )
 class ConnectorViewSet(viewsets.ModelViewSet):
     queryset = Connector.objects.all()
@@ -133,7 +134,9 @@ class ConnectorViewSet(viewsets.ModelViewSet):
         services.connector_delete(connector=self.get_object(), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(summary="Deactivate: nothing more is sent (idempotent)", request=None, responses=StatusChangeSerializer)
+    @extend_schema(
+        summary="Deactivate: nothing more is sent (idempotent)", request=None, responses=StatusChangeSerializer
+    )
     @action(detail=True, methods=["post"])
     def deactivate(self, request, pk=None):
         connector = self.get_object()
@@ -174,9 +177,7 @@ class ConnectorViewSet(viewsets.ModelViewSet):
     ),
     update=extend_schema(summary="Edit a configuration", request=PartnerConfigUpdateSerializer),
     partial_update=extend_schema(summary="Edit a configuration", request=PartnerConfigUpdateSerializer),
-    destroy=extend_schema(
-        summary="Delete a configuration (refused while in use)", responses={204: None, 409: IN_USE}
-    ),
+    destroy=extend_schema(summary="Delete a configuration (refused while in use)", responses={204: None, 409: IN_USE}),
 )
 class ConnectorConfigViewSet(viewsets.ModelViewSet):
     serializer_class = PartnerConfigSerializer

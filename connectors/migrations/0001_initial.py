@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,95 +15,211 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Connector',
+            name="Connector",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('partner_key', models.CharField(db_index=True, max_length=64)),
-                ('name', models.CharField(max_length=200)),
-                ('status', models.CharField(choices=[('active', 'Active'), ('deactivated', 'Deactivated')], default='active', max_length=16)),
-                ('status_changed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('status_changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("partner_key", models.CharField(db_index=True, max_length=64)),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("active", "Active"), ("deactivated", "Deactivated")], default="active", max_length=16
+                    ),
+                ),
+                ("status_changed_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "status_changed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='PartnerConfig',
+            name="PartnerConfig",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('settings', models.JSONField(blank=True, default=dict)),
-                ('secrets_encrypted', models.TextField(blank=True, default='', editable=False)),
-                ('timeout_seconds', models.FloatField(default=3.0)),
-                ('base_url_override', models.URLField(blank=True, default='', help_text="Admin only: send to this base URL instead of the partner's (regional endpoint or local sandbox).", max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('connector', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='configs', to='connectors.connector')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("settings", models.JSONField(blank=True, default=dict)),
+                ("secrets_encrypted", models.TextField(blank=True, default="", editable=False)),
+                ("timeout_seconds", models.FloatField(default=3.0)),
+                (
+                    "base_url_override",
+                    models.URLField(
+                        blank=True,
+                        default="",
+                        help_text="Admin only: send to this base URL instead of the partner's (regional endpoint or local sandbox).",
+                        max_length=500,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "connector",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="configs", to="connectors.connector"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'partner configuration',
-                'ordering': ['connector_id', 'id'],
+                "verbose_name": "partner configuration",
+                "ordering": ["connector_id", "id"],
             },
         ),
         migrations.CreateModel(
-            name='DailyStat',
+            name="DailyStat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField()),
-                ('outcome', models.CharField(choices=[('added', 'Added'), ('removed', 'Removed'), ('skipped_no_identifier', 'Skipped: no identifier'), ('skipped_no_consent', 'Skipped: no consent'), ('skipped_deactivated', 'Skipped: connector deactivated'), ('other_error', 'Other error'), ('invalid_credentials', 'Invalid credentials'), ('timeout', 'Timeout'), ('partner_error', 'Partner error')], max_length=32)),
-                ('partner_error_code', models.CharField(blank=True, default='', max_length=64)),
-                ('count', models.BigIntegerField(default=0)),
-                ('partner_config', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='daily_stats', to='connectors.partnerconfig')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField()),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("added", "Added"),
+                            ("removed", "Removed"),
+                            ("skipped_no_identifier", "Skipped: no identifier"),
+                            ("skipped_no_consent", "Skipped: no consent"),
+                            ("skipped_deactivated", "Skipped: connector deactivated"),
+                            ("other_error", "Other error"),
+                            ("invalid_credentials", "Invalid credentials"),
+                            ("timeout", "Timeout"),
+                            ("partner_error", "Partner error"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("partner_error_code", models.CharField(blank=True, default="", max_length=64)),
+                ("count", models.BigIntegerField(default=0)),
+                (
+                    "partner_config",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="daily_stats",
+                        to="connectors.partnerconfig",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ConnectorEvent',
+            name="ConnectorEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('connector_name', models.CharField(max_length=200)),
-                ('partner_config_name', models.CharField(blank=True, default='', max_length=200)),
-                ('action', models.CharField(choices=[('created', 'Connector created'), ('updated', 'Connector updated'), ('deactivated', 'Deactivated'), ('activated', 'Activated'), ('deleted', 'Connector deleted'), ('config_added', 'Configuration added'), ('config_updated', 'Configuration updated'), ('config_deleted', 'Configuration deleted'), ('connection_tested', 'Connection tested')], max_length=32)),
-                ('changes', models.JSONField(blank=True, default=dict)),
-                ('actor_name', models.CharField(blank=True, default='', max_length=150)),
-                ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('connector', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='events', to='connectors.connector')),
-                ('partner_config', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='connectors.partnerconfig')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("connector_name", models.CharField(max_length=200)),
+                ("partner_config_name", models.CharField(blank=True, default="", max_length=200)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("created", "Connector created"),
+                            ("updated", "Connector updated"),
+                            ("deactivated", "Deactivated"),
+                            ("activated", "Activated"),
+                            ("deleted", "Connector deleted"),
+                            ("config_added", "Configuration added"),
+                            ("config_updated", "Configuration updated"),
+                            ("config_deleted", "Configuration deleted"),
+                            ("connection_tested", "Connection tested"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("changes", models.JSONField(blank=True, default=dict)),
+                ("actor_name", models.CharField(blank=True, default="", max_length=150)),
+                ("at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "connector",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="events",
+                        to="connectors.connector",
+                    ),
+                ),
+                (
+                    "partner_config",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="connectors.partnerconfig",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-at', '-id'],
+                "ordering": ["-at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='connector',
-            constraint=models.UniqueConstraint(django.db.models.functions.text.Lower('name'), name='connector_name_unique_ci'),
+            model_name="connector",
+            constraint=models.UniqueConstraint(
+                django.db.models.functions.text.Lower("name"), name="connector_name_unique_ci"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='connector',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['active', 'deactivated'])), name='connector_status_valid'),
+            model_name="connector",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["active", "deactivated"])), name="connector_status_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='partnerconfig',
-            constraint=models.UniqueConstraint(models.F('connector'), django.db.models.functions.text.Lower('name'), name='partnerconfig_name_unique_per_connector'),
+            model_name="partnerconfig",
+            constraint=models.UniqueConstraint(
+                models.F("connector"),
+                django.db.models.functions.text.Lower("name"),
+                name="partnerconfig_name_unique_per_connector",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='partnerconfig',
-            constraint=models.CheckConstraint(condition=models.Q(('timeout_seconds__gte', 0.1), ('timeout_seconds__lte', 60)), name='partnerconfig_timeout_range'),
+            model_name="partnerconfig",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("timeout_seconds__gte", 0.1), ("timeout_seconds__lte", 60)),
+                name="partnerconfig_timeout_range",
+            ),
         ),
         migrations.AddIndex(
-            model_name='dailystat',
-            index=models.Index(fields=['day'], name='connectors__day_f577aa_idx'),
+            model_name="dailystat",
+            index=models.Index(fields=["day"], name="connectors__day_f577aa_idx"),
         ),
         migrations.AddConstraint(
-            model_name='dailystat',
-            constraint=models.UniqueConstraint(fields=('partner_config', 'day', 'outcome', 'partner_error_code'), name='dailystat_unique_bucket'),
+            model_name="dailystat",
+            constraint=models.UniqueConstraint(
+                fields=("partner_config", "day", "outcome", "partner_error_code"), name="dailystat_unique_bucket"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dailystat',
-            constraint=models.CheckConstraint(condition=models.Q(('count__gte', 0)), name='dailystat_count_non_negative'),
+            model_name="dailystat",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("count__gte", 0)), name="dailystat_count_non_negative"
+            ),
         ),
     ]

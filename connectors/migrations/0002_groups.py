@@ -18,9 +18,7 @@ def create_groups(apps, schema_editor):
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     perms = Permission.objects.filter(content_type__app_label__in=APPS)
-    admin_perms = [
-        p for p in perms if p.codename.startswith("view_") or p.content_type.model not in READ_ONLY_MODELS
-    ]
+    admin_perms = [p for p in perms if p.codename.startswith("view_") or p.content_type.model not in READ_ONLY_MODELS]
     viewer_perms = [p for p in perms if p.codename.startswith("view_")]
     marketing_admin, _ = Group.objects.get_or_create(name="Marketing admin")
     marketing_admin.permissions.set(admin_perms)

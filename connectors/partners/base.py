@@ -113,14 +113,13 @@ class SettingField:
         """Coerce and validate one non-empty value; raise ValidationError with a clear message."""
         t = self.type
         if t == FieldType.BOOLEAN:
-            if isinstance(value, bool):
-                return value
             if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on"}:
-                return True
-            if isinstance(value, str) and value.lower() in {"false", "0", "no", "off"}:
-                return False
-            raise ValidationError("Enter true or false.")
-        if t == FieldType.INTEGER:
+                value = True
+            elif isinstance(value, str) and value.lower() in {"false", "0", "no", "off"}:
+                value = False
+            elif not isinstance(value, bool):
+                raise ValidationError("Enter true or false.")
+        elif t == FieldType.INTEGER:
             if isinstance(value, bool):
                 raise ValidationError("Enter a whole number.")
             try:

@@ -7,7 +7,8 @@ Validators raise `django.core.exceptions.ValidationError` with a message an admi
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from django.core.exceptions import ValidationError
@@ -35,12 +36,15 @@ def validate_base64_key(value: str) -> None:
         raise ValidationError("The key is too short: copy the whole primary or secondary key.")
 
 
-def require_true(message: str) -> Callable[[bool], None]:
-    """A yes/no setting that must be answered yes (terms accepted and the like)."""
+def require_true(name: str, message: str) -> Callable[[Mapping[str, Any]], dict[str, str]]:
+    """Cross-check: the yes/no setting `name` must be answered yes (terms accepted and the like).
 
-    def check(value: bool) -> None:
-        if value is not True:
-            raise ValidationError(message)
+    A cross-check rather than a field validator because `SettingField.clean` returns booleans before running
+    validators. An absent value (partial update) is left alone.
+    """
+
+    def check(settings: Mapping[str, Any]) -> dict[str, str]:
+        return {name: message} if settings.get(name) is False else {}
 
     return check
 

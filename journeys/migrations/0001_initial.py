@@ -5,40 +5,67 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('connectors', '0001_initial'),
+        ("connectors", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Journey',
+            name="Journey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('live', 'Live'), ('paused', 'Paused'), ('stopped', 'Stopped')], default='draft', max_length=16)),
-                ('published_at', models.DateTimeField(blank=True, null=True)),
-                ('draft_updated_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200, unique=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("draft", "Draft"), ("live", "Live"), ("paused", "Paused"), ("stopped", "Stopped")],
+                        default="draft",
+                        max_length=16,
+                    ),
+                ),
+                ("published_at", models.DateTimeField(blank=True, null=True)),
+                ("draft_updated_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='JourneyActivationStep',
+            name="JourneyActivationStep",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.CharField(choices=[('published', 'Published version'), ('draft', 'Draft')], default='draft', max_length=16)),
-                ('step_key', models.CharField(max_length=64)),
-                ('label', models.CharField(blank=True, default='', max_length=200)),
-                ('journey', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='activation_steps', to='journeys.journey')),
-                ('partner_config', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='journey_steps', to='connectors.partnerconfig')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "version",
+                    models.CharField(
+                        choices=[("published", "Published version"), ("draft", "Draft")], default="draft", max_length=16
+                    ),
+                ),
+                ("step_key", models.CharField(max_length=64)),
+                ("label", models.CharField(blank=True, default="", max_length=200)),
+                (
+                    "journey",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="activation_steps",
+                        to="journeys.journey",
+                    ),
+                ),
+                (
+                    "partner_config",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="journey_steps",
+                        to="connectors.partnerconfig",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('journey', 'version', 'step_key'), name='journeystep_unique_key')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("journey", "version", "step_key"), name="journeystep_unique_key")
+                ],
             },
         ),
     ]

@@ -100,7 +100,9 @@ class TestConfigurations:
     def test_configuration_names_unique_per_connector(self):
         connector = create_dv360()
         with pytest.raises(ValidationError) as exc:
-            services.partner_config_create(connector=connector, name="brand eu", settings=VALID_SETTINGS["google_dv360"])
+            services.partner_config_create(
+                connector=connector, name="brand eu", settings=VALID_SETTINGS["google_dv360"]
+            )
         assert "already has a configuration" in exc.value.message_dict["name"][0]
 
     def test_edit_keeps_secret_when_left_empty_and_records_changes_without_values(self):

@@ -18,7 +18,12 @@ from connectors.partners.validators import identifier_slot_setting, validate_bas
 SLOTS = (Slot.PARTNER_NUMBER, Slot.CUSTOMER_ID, Slot.EMAIL, Slot.PHONE, Slot.MOBILE_AD_ID)
 
 # Largest request body per tier (the limits below declare the smallest, which fits every tier).
-MAX_BATCH_BYTES_BY_TIER = {"basic": 256 * 1024, "standard": 1024 * 1024, "premium": 1024 * 1024, "dedicated": 1024 * 1024}
+MAX_BATCH_BYTES_BY_TIER = {
+    "basic": 256 * 1024,
+    "standard": 1024 * 1024,
+    "premium": 1024 * 1024,
+    "dedicated": 1024 * 1024,
+}
 
 AZURE_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,254}[A-Za-z0-9])?"
 AZURE_NAME_MESSAGE = (

@@ -128,7 +128,9 @@ PARTNER = Partner(
             "Customer Match terms accepted",
             type=FieldType.BOOLEAN,
             help_text="Confirm that the Customer Match terms of service are accepted for this Google Ads account.",
-            validators=(require_true("Accept the Customer Match terms in Google Ads, then tick this box."),),
         ),
+    ),
+    cross_checks=(
+        require_true("terms_of_service_accepted", "Accept the Customer Match terms in Google Ads, then tick this box."),
     ),
 )

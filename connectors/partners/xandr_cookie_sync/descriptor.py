@@ -15,7 +15,8 @@ SYNC_PATH = "/sync/xandr/"
 
 # Xandr's getuid service replaces $UID in the redirect URL with the visitor's Xandr user id and redirects there.
 SNIPPET = """<!-- Xandr cookie sync -->
-<img src="https://ib.adnxs.com/getuid?{platform_base_url}/sync/xandr/?uid=$UID" width="1" height="1" alt="" style="display:none">
+<img src="https://ib.adnxs.com/getuid?{platform_base_url}/sync/xandr/?uid=$UID"
+  width="1" height="1" alt="" style="display:none">
 <!-- End Xandr cookie sync -->
 """
 
@@ -40,8 +41,7 @@ PARTNER = Partner(
     docs_url="https://learn.microsoft.com/en-us/xandr/bidders/user-data---faq",
     prerequisites=(
         "The platform's public base URL reachable over https by visitors' browsers.",
-        "Pages where visitors are identified (logged in or known), and consent for advertising cookies where "
-        "required.",
+        "Pages where visitors are identified (logged in or known), and consent for advertising cookies where required.",
     ),
     snippet_template=SNIPPET,
     settings=(
