@@ -133,6 +133,26 @@ def connector_new(request, partner_key: str):
     )
 
 
+def _setting_rows(partner, config: PartnerConfig) -> list[tuple[str, str, bool]]:
+    """(label, shown value, is secret) per setting, in schema order; secrets only as set / last 4."""
+    secrets = config.masked_secrets()
+    rows = []
+    for f in partner.settings:
+        if f.secret:
+            state = secrets.get(f.name, {"set": False})
+            shown = (
+                ("•••• set" + (f", ending {state['last4']}" if state.get("last4") else ""))
+                if state["set"]
+                else "not set"
+            )
+            rows.append((f.label, shown, True))
+        elif f.name in config.settings:
+            value = config.settings[f.name]
+            shown = dict(f.choices).get(value, value) if f.choices else value
+            rows.append((f.label, "" if shown is None else str(shown), False))
+    return rows
+
+
 @_perm("view_connector")
 def connector_detail(request, pk: int):
     connector = get_object_or_404(Connector, pk=pk)
@@ -150,7 +170,7 @@ def connector_detail(request, pk: int):
         {
             "connector": connector,
             "partner": connector.partner,
-            "configs": [(c, c.masked_secrets()) for c in configs],
+            "configs": [(c, _setting_rows(connector.partner, c)) for c in configs],
             "stats": stats,
             "stat_rows": [(label, stats["by_outcome"][value]) for value, label in Outcome.choices],
             "days": days,

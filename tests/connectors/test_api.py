@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 from django.utils import timezone
@@ -237,3 +238,22 @@ class TestPermissions:
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
         assert client.get("/api/v1/connectors/").status_code == 200
+
+
+def test_no_log_line_contains_a_secret(api, caplog):
+    caplog.set_level(logging.DEBUG)
+    created = api.post("/api/v1/connectors/", DV360_BODY, format="json")
+    connector_id = created.json()["id"]
+    config_id = created.json()["configs"][0]["id"]
+    bad = {**DV360_BODY, "name": "Other", "settings": {**DV360_BODY["settings"], "advertiser_id": "bad"}}
+    assert api.post("/api/v1/connectors/", bad, format="json").status_code == 400
+    api.patch(
+        f"/api/v1/connectors/{connector_id}/configs/{config_id}/",
+        {"settings": {"client_secret": "GOCSPX-rotatedSecretForLogs"}},
+        format="json",
+    )
+    api.post(f"/api/v1/partner-configs/{config_id}/test/")
+    api.post(f"/api/v1/connectors/{connector_id}/deactivate/")
+    assert "created" in caplog.text
+    for secret in (*ALL_TEST_SECRETS, "GOCSPX-rotatedSecretForLogs"):
+        assert secret not in caplog.text
