@@ -36,7 +36,9 @@ DEMO_CONNECTORS = [
     {
         "partner_key": "meta_custom_audiences",
         "name": "Meta Custom Audiences",
-        "configs": [("Default", {"ad_account_id": "act_1000000001", "access_token": "EAAB-demo-token-not-real-000000"})],
+        "configs": [
+            ("Default", {"ad_account_id": "act_1000000001", "access_token": "EAAB-demo-token-not-real-000000"})
+        ],
     },
     {
         "partner_key": "webhook",
@@ -117,7 +119,11 @@ def load_demo() -> list[str]:
     )
     if new:
         JourneyActivationStep.objects.create(
-            journey=journey, version="published", step_key="notify-crm", label="Notify CRM", partner_config=webhook_config
+            journey=journey,
+            version="published",
+            step_key="notify-crm",
+            label="Notify CRM",
+            partner_config=webhook_config,
         )
         created.append(f"journey {journey.name} sending to the CRM webhook")
     return created

@@ -47,7 +47,9 @@ def test_add_connector_through_the_service_with_validation(admin_site_client):
     form = admin_site_client.get(url)
     assert form.status_code == 200
     assert "setting__advertiser_id" in form.content.decode()
-    bad = admin_site_client.post(url, settings_data("google_dv360", name="DV", config_name="EU", setting__advertiser_id="x"))
+    bad = admin_site_client.post(
+        url, settings_data("google_dv360", name="DV", config_name="EU", setting__advertiser_id="x")
+    )
     assert bad.status_code == 200
     assert "Enter the numeric id (digits only)." in text(bad)
     assert DV360_CLIENT_SECRET not in bad.content.decode()
