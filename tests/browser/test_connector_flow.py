@@ -16,6 +16,8 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
+from django.db import connections  # noqa: E402
+
 from connectors.models import Connector  # noqa: E402
 from tests.factories import (  # noqa: E402
     DV360_CLIENT_SECRET,
@@ -52,6 +54,9 @@ def page():
         try:
             yield page
         finally:
+            # ORM calls made while Playwright's loop runs get their own connection (asgiref context);
+            # close it here, in that context, so the test database can be dropped.
+            connections.close_all()
             context.close()
             browser.close()
 
