@@ -1,0 +1,1 @@
+"""Delivery engine: outbox, dispatcher, partner clients' common types, classification, statistics."""

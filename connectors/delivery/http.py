@@ -1,0 +1,88 @@
+"""HTTP for partner clients: one pooled session per configuration and a hard deadline per request."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import Timeout
+
+SNIPPET_LIMIT = 500
+# Long hex/base64 runs (hashes, tokens), emails, bearer/basic credentials: never kept in snippets.
+_REDACTIONS = (
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
+    (
+        re.compile(r"(?i)(access_token|token|password|secret|sig|signature|authorization)([\"'=:\s]+)[^\s\"'&,}]+"),
+        r"\1\2[redacted]",
+    ),
+    (re.compile(r"\b[A-Fa-f0-9]{32,}\b"), "[hex]"),
+    (re.compile(r"[A-Za-z0-9+/_-]{40,}={0,2}"), "[token]"),
+)
+
+
+def redact(text: str, limit: int = SNIPPET_LIMIT) -> str:
+    text = text[: limit * 4]
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text[:limit]
+
+
+def new_session(pool_size: int = 16) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class DeadlineExceeded(requests.exceptions.Timeout):
+    """The whole request (connect, send, response) took longer than the configuration's timeout."""
+
+
+@dataclass
+class Timed:
+    response: requests.Response
+    body: bytes
+    duration_ms: float
+
+
+def request(session: requests.Session, method: str, url: str, *, timeout: float, **kwargs) -> Timed:
+    """Send one request with a deadline on the whole exchange, body included.
+
+    Raises requests' Timeout (DeadlineExceeded included) or ConnectionError; the caller classifies them.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    response = session.request(method, url, timeout=Timeout(total=timeout), stream=True, **kwargs)
+    try:
+        chunks = []
+        for chunk in response.iter_content(chunk_size=65536):
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded(f"response not complete within {timeout:g} s")
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded(f"response not complete within {timeout:g} s")
+    finally:
+        response.close()
+    body = b"".join(chunks)
+    response._content = body  # so .json() / .text work after streaming
+    return Timed(response=response, body=body, duration_ms=(time.monotonic() - start) * 1000)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds (the delta-seconds form; an HTTP date is read too)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
