@@ -68,6 +68,19 @@ class PartnerConfig(models.Model):
         max_length=500,
         help_text="Admin only: send to this base URL instead of the partner's (regional endpoint or local sandbox).",
     )
+
+    class Health(models.TextChoices):
+        OK = "ok", "OK"
+        CREDENTIALS_INVALID = "credentials_invalid", "Credentials invalid (paused)"
+        ENDPOINT_GONE = "endpoint_gone", "Endpoint gone (paused)"
+
+    # Sending pauses while the health is not OK; deliveries are kept, not lost.
+    health = models.CharField(max_length=24, choices=Health.choices, default=Health.OK)
+    health_changed_at = models.DateTimeField(null=True, blank=True)
+    health_detail = models.CharField(max_length=500, blank=True, default="")
+    # Dispatch lease: one worker at a time sends for a configuration, which keeps each profile's order.
+    lease_owner = models.CharField(max_length=64, blank=True, default="", editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -114,6 +127,7 @@ class ConnectorEvent(models.Model):
         CONFIG_UPDATED = "config_updated", "Configuration updated"
         CONFIG_DELETED = "config_deleted", "Configuration deleted"
         CONNECTION_TESTED = "connection_tested", "Connection tested"
+        RESUMED = "resumed", "Sending resumed"
 
     connector = models.ForeignKey(Connector, null=True, on_delete=models.SET_NULL, related_name="events")
     connector_name = models.CharField(max_length=200)
@@ -190,3 +204,84 @@ class DailyStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner_config_id} {self.day} {self.outcome} {self.partner_error_code}: {self.count}"
+
+
+class Delivery(models.Model):
+    """The outbox: one profile change for one configuration. Delivered rows leave the table (their outcome is in
+    DailyStat and DeliveryAttempt); failed and skipped rows stay, listed and replayable."""
+
+    class Action(models.TextChoices):
+        ADD = "add", "Add"
+        REMOVE = "remove", "Remove"
+        UPDATE = "update", "Update"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_FLIGHT = "in_flight", "In flight"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    partner_config = models.ForeignKey(PartnerConfig, on_delete=models.CASCADE, related_name="deliveries")
+    profile = models.ForeignKey("audiences.Profile", on_delete=models.CASCADE, related_name="+", db_index=False)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    audience = models.ForeignKey(
+        "audiences.Audience", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    journey = models.ForeignKey(
+        "journeys.Journey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    outcome = models.CharField(max_length=32, choices=Outcome.choices, blank=True, default="")
+    partner_error_code = models.CharField(max_length=64, blank=True, default="")
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True, default="")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(fields=["partner_config", "status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["partner_config", "profile"], name="delivery_config_profile"),
+            models.Index(fields=["claim_token"], name="delivery_claim"),
+            models.Index(fields=["status", "finished_at"], name="delivery_status_finished"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(action__in=["add", "remove", "update"]), name="delivery_action_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "in_flight", "failed", "skipped"]),
+                name="delivery_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} profile {self.profile_id} -> config {self.partner_config_id} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One partner call: status code, duration, counts, partner code and a redacted response snippet."""
+
+    partner_config = models.ForeignKey(PartnerConfig, on_delete=models.CASCADE, related_name="attempts")
+    at = models.DateTimeField(db_index=True)
+    action = models.CharField(max_length=8)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.FloatField(default=0)
+    item_count = models.PositiveIntegerField(default=0)
+    ok_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    retry_count = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=32, choices=Outcome.choices, blank=True, default="")
+    partner_error_code = models.CharField(max_length=64, blank=True, default="")
+    snippet = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["partner_config", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} config {self.partner_config_id}: {self.status_code} ({self.item_count})"

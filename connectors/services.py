@@ -14,6 +14,7 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
+from connectors.delivery import outbox
 from connectors.errors import InUseError
 from connectors.models import Connector, ConnectorEvent, PartnerConfig
 from connectors.partners.base import Partner
@@ -346,6 +347,12 @@ def partner_config_update(
     config.base_url_override = new_base
     if secrets != old_secrets:
         config.set_secrets(secrets)
+    if config.health != PartnerConfig.Health.OK and (
+        secrets != old_secrets or plain != old_plain or "base_url_override" in changes
+    ):
+        # New credentials or settings: try again (the paused deliveries are still queued).
+        changes["health"] = {"from": config.health, "to": PartnerConfig.Health.OK}
+        config.health, config.health_detail, config.health_changed_at = PartnerConfig.Health.OK, "", timezone.now()
     config.save()
     _record(
         action=ConnectorEvent.Action.CONFIG_UPDATED,
@@ -381,11 +388,14 @@ def connector_activate(*, connector: Connector, actor=None) -> bool:
     connector = Connector.objects.select_for_update().get(pk=connector.pk)
     if connector.status == Connector.Status.ACTIVE:
         return False
+    deactivated_at = connector.status_changed_at
     connector.status = Connector.Status.ACTIVE
     connector.status_changed_at = timezone.now()
     connector.status_changed_by = actor if getattr(actor, "pk", None) else None
     connector.save(update_fields=["status", "status_changed_at", "status_changed_by", "updated_at"])
-    _record(action=ConnectorEvent.Action.ACTIVATED, connector=connector, actor=actor)
+    # Re-sync: what changed while deactivated was skipped; send the current members again.
+    resynced = outbox.connector_resync(connector=connector, since=deactivated_at)
+    _record(action=ConnectorEvent.Action.ACTIVATED, connector=connector, actor=actor, changes={"resynced": resynced})
     logger.info("connector %s activated by %s", connector.pk, _actor_name(actor) or "system")
     return True
 
@@ -425,6 +435,27 @@ def partner_config_delete(*, partner_config: PartnerConfig, actor=None) -> None:
     logger.info("partner config %s deleted by %s", pk, _actor_name(actor) or "system")
 
 
+@transaction.atomic
+def partner_config_resume(*, partner_config: PartnerConfig, actor=None) -> bool:
+    """An admin resumes a configuration paused by its health state (credentials invalid, endpoint gone)."""
+    config = PartnerConfig.objects.select_for_update().select_related("connector").get(pk=partner_config.pk)
+    if config.health == PartnerConfig.Health.OK:
+        return False
+    before = config.health
+    config.health, config.health_detail, config.health_changed_at = PartnerConfig.Health.OK, "", timezone.now()
+    config.save(update_fields=["health", "health_detail", "health_changed_at", "updated_at"])
+    _record(
+        action=ConnectorEvent.Action.RESUMED,
+        connector=config.connector,
+        actor=actor,
+        config=config,
+        changes={"health": {"from": before, "to": PartnerConfig.Health.OK}},
+    )
+    transaction.on_commit(lambda: outbox.kick([config.pk]) if django_settings.DAP_KICK_ON_COMMIT else None)
+    logger.info("partner config %s resumed by %s", config.pk, _actor_name(actor) or "system")
+    return True
+
+
 @dataclass(frozen=True)
 class ConnectionTestResult:
     ok: bool
@@ -433,6 +464,25 @@ class ConnectionTestResult:
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, "message": self.message, "errors": self.errors}
+
+
+def _test_with_client(partner_config: PartnerConfig, partner: Partner) -> "ConnectionTestResult":
+    from connectors.delivery.dispatcher import client_for
+
+    client = client_for(partner_config)
+    if client is None:
+        return ConnectionTestResult(
+            ok=True,
+            message=f"Settings are complete and valid for {partner.name}. "
+            "(This partner's wire protocol is not implemented yet: no call was made.)",
+            errors={},
+        )
+    try:
+        ok, message = client.test_connection()
+    except Exception as exc:  # a failing partner call is an answer, not a crash
+        logger.warning("partner config %s: test connection failed: %s", partner_config.pk, type(exc).__name__)
+        ok, message = False, f"The call to {partner.name} failed: {type(exc).__name__}."
+    return ConnectionTestResult(ok=ok, message=message, errors={})
 
 
 def partner_config_test_connection(*, partner_config: PartnerConfig, actor=None) -> ConnectionTestResult:
@@ -451,11 +501,7 @@ def partner_config_test_connection(*, partner_config: PartnerConfig, actor=None)
             errors=exc.message_dict,
         )
     else:
-        result = ConnectionTestResult(
-            ok=True,
-            message=f"Settings are complete and valid for {partner.name}. (No call to the partner is made yet.)",
-            errors={},
-        )
+        result = _test_with_client(partner_config, partner)
     _record(
         action=ConnectorEvent.Action.CONNECTION_TESTED,
         connector=partner_config.connector,

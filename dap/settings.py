@@ -32,6 +32,23 @@ DAP_EGRESS_IPS = env.list("DAP_EGRESS_IPS", default=["203.0.113.10", "203.0.113.
 # Default timeout of a whole partner request, in seconds.
 DAP_DEFAULT_TIMEOUT_SECONDS = env.float("DAP_DEFAULT_TIMEOUT_SECONDS", default=3.0)
 
+# Delivery engine.
+# Retryable failures (timeouts, connection errors, 429, 5xx, throttling) retry with exponential backoff and jitter
+# until this window after the change was enqueued; then they fail.
+DAP_RETRY_WINDOW_SECONDS = env.int("DAP_RETRY_WINDOW_SECONDS", default=4 * 3600)
+DAP_RETRY_BASE_SECONDS = env.float("DAP_RETRY_BASE_SECONDS", default=5.0)
+DAP_RETRY_MAX_SECONDS = env.float("DAP_RETRY_MAX_SECONDS", default=900.0)
+# DeliveryAttempt rows older than this are pruned by a schedule; so are failed/skipped outbox rows.
+DAP_ATTEMPT_RETENTION_DAYS = env.int("DAP_ATTEMPT_RETENTION_DAYS", default=14)
+# Rows one dispatcher claims at once (per configuration) and how long a dispatch run may hold its lease.
+DAP_CLAIM_SIZE = env.int("DAP_CLAIM_SIZE", default=20000)
+DAP_DISPATCH_BUDGET_SECONDS = env.float("DAP_DISPATCH_BUDGET_SECONDS", default=50.0)
+DAP_LEASE_SECONDS = env.float("DAP_LEASE_SECONDS", default=120.0)
+# Concurrent requests per configuration for one-request-per-profile partners (webhook).
+DAP_HTTP_CONCURRENCY = env.int("DAP_HTTP_CONCURRENCY", default=32)
+# Kick the dispatcher when an enqueuing transaction commits (the schedule runs every minute anyway).
+DAP_KICK_ON_COMMIT = env.bool("DAP_KICK_ON_COMMIT", default=True)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -1,0 +1,474 @@
+"""The dispatcher: claims due outbox rows of one configuration, coalesces, resolves identifiers, calls the partner
+client in partner-sized batches and records every outcome (Delivery, DeliveryAttempt, DailyStat) in one transaction.
+
+One worker at a time holds a configuration's lease, so each profile's changes keep their order; any number of
+workers serve different configurations in parallel. Claimed rows are marked in flight; rows left in flight by a worker
+that died are returned to the queue by the next lease holder, so nothing is lost (at-least-once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from audiences.models import AudienceConnection
+from connectors.delivery import http
+from connectors.delivery.client import PartnerClient, client_class
+from connectors.delivery.sql import chunks, in_clause, is_postgres, table
+from connectors.delivery.stats import stats_increment
+from connectors.delivery.types import CallResult, ClientConfig, Item, ItemResult
+from connectors.models import Connector, Delivery, DeliveryAttempt, Outcome, PartnerConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DispatchReport:
+    config_id: int
+    lease_busy: bool = False
+    paused: str = ""
+    claimed: int = 0
+    replaced: int = 0
+    calls: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    retried: int = 0
+    more_due: bool = False
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.outcomes.values())
+
+
+@dataclass
+class _Row:
+    id: int
+    profile_id: int
+    action: str
+    audience_id: int | None
+    journey_id: int | None
+    attempts: int
+    created_at: datetime
+
+
+# --- lease ------------------------------------------------------------------------------------------------------
+def _acquire_lease(config_id: int, token: str) -> bool:
+    """Compare-and-set on the configuration row: free or expired leases only."""
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.DAP_LEASE_SECONDS)
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    return PartnerConfig.objects.filter(free, pk=config_id).update(lease_owner=token, lease_until=until) == 1
+
+
+def _renew_lease(config_id: int, token: str) -> bool:
+    until = timezone.now() + timedelta(seconds=settings.DAP_LEASE_SECONDS)
+    return PartnerConfig.objects.filter(pk=config_id, lease_owner=token).update(lease_until=until) == 1
+
+
+def _release_lease(config_id: int, token: str) -> None:
+    PartnerConfig.objects.filter(pk=config_id, lease_owner=token).update(lease_owner="", lease_until=None)
+
+
+# --- clients, one pooled session per configuration per process --------------------------------------------------
+_clients: dict[int, tuple[datetime, PartnerClient]] = {}
+
+
+def client_for(config: PartnerConfig) -> PartnerClient | None:
+    cls = client_class(config.connector.partner_key)
+    if cls is None:
+        return None
+    cached = _clients.get(config.pk)
+    if cached and cached[0] == config.updated_at:
+        return cached[1]
+    if cached:
+        cached[1].session.close()
+    client = cls(
+        ClientConfig(
+            partner_config_id=config.pk,
+            settings=dict(config.settings),
+            secrets=config.get_secrets(),
+            timeout_seconds=config.timeout_seconds,
+            base_url_override=config.base_url_override,
+        ),
+        http.new_session(pool_size=max(16, settings.DAP_HTTP_CONCURRENCY)),
+    )
+    _clients[config.pk] = (config.updated_at, client)
+    return client
+
+
+# --- the run ----------------------------------------------------------------------------------------------------
+def dispatch_config(
+    config_id: int, *, budget_seconds: float | None = None, collect_latency: bool = False
+) -> DispatchReport:
+    """Send what is due for one configuration, until nothing is due or the time budget is spent."""
+    report = DispatchReport(config_id=config_id)
+    token = uuid.uuid4().hex
+    if not _acquire_lease(config_id, token):
+        report.lease_busy = True
+        return report
+    try:
+        _recover_in_flight(config_id)
+        deadline = time.monotonic() + (budget_seconds or settings.DAP_DISPATCH_BUDGET_SECONDS)
+        while True:
+            config = PartnerConfig.objects.select_related("connector").filter(pk=config_id).first()
+            if config is None:
+                return report
+            if not config.connector.is_active:
+                report.paused = "deactivated"
+                return report
+            if config.health != PartnerConfig.Health.OK:
+                report.paused = config.health
+                return report
+            client = client_for(config)
+            if client is None:
+                report.paused = "no_client"
+                return report
+            if time.monotonic() >= deadline:
+                report.more_due = _has_due(config_id)
+                return report
+            rows = _claim(config_id, token, _claim_size(config))
+            if not rows:
+                return report
+            report.claimed += len(rows)
+            _process(config, client, token, rows, report, collect_latency)
+            _renew_lease(config_id, token)
+    finally:
+        _release_lease(config_id, token)
+
+
+def _claim_size(config: PartnerConfig) -> int:
+    limits = config.connector.partner.limits
+    batch = limits.max_batch_size if limits and limits.max_batch_size > 1 else settings.DAP_HTTP_CONCURRENCY * 8
+    return max(1, min(settings.DAP_CLAIM_SIZE, batch * 2))
+
+
+def _call_size(config: PartnerConfig) -> int:
+    limits = config.connector.partner.limits
+    if limits and limits.max_batch_size > 1:
+        return limits.max_batch_size
+    return settings.DAP_HTTP_CONCURRENCY * 4
+
+
+def _has_due(config_id: int) -> bool:
+    return Delivery.objects.filter(
+        partner_config_id=config_id, status=Delivery.Status.PENDING, next_attempt_at__lte=timezone.now()
+    ).exists()
+
+
+def _recover_in_flight(config_id: int) -> None:
+    """We hold the lease: anything still in flight was claimed by a worker that died. Put it back."""
+    n = Delivery.objects.filter(partner_config_id=config_id, status=Delivery.Status.IN_FLIGHT).update(
+        status=Delivery.Status.PENDING, claim_token="", claimed_at=None
+    )
+    if n:
+        logger.warning("config %s: %s deliveries left in flight by a stopped worker were queued again", config_id, n)
+
+
+def _claim(config_id: int, token: str, limit: int) -> list[_Row]:
+    now = timezone.now()
+    name = table(Delivery)
+    lock = "FOR UPDATE SKIP LOCKED" if is_postgres() else ""
+    sql = (
+        f"UPDATE {name} SET status = 'in_flight', claim_token = %s, claimed_at = %s WHERE id IN ("
+        f"SELECT id FROM {name} WHERE partner_config_id = %s AND status = 'pending' AND next_attempt_at <= %s "
+        f"ORDER BY id LIMIT %s {lock}) "
+        f"RETURNING id, profile_id, action, audience_id, journey_id, attempts, created_at"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, [token, now, config_id, now, limit])
+        fetched = cursor.fetchall()
+    rows = [_Row(*r) for r in fetched]
+    for r in rows:  # SQLite hands raw SQL datetimes back as text or naive values (stored in UTC)
+        if isinstance(r.created_at, str):
+            r.created_at = datetime.fromisoformat(r.created_at)
+        if r.created_at.tzinfo is None:
+            r.created_at = r.created_at.replace(tzinfo=UTC)
+    rows.sort(key=lambda r: r.id)
+    return rows
+
+
+def _profiles(token: str, slots: tuple[str, ...], need_attributes: bool) -> tuple[dict, set, dict]:
+    """identifiers {profile: {slot: value}}, profiles without ad consent, attributes {profile: dict}."""
+    d, p = table(Delivery), "audiences_profile"
+    pi = "audiences_profileidentifier"
+    slot_sql, slot_params = in_clause(list(slots)) if slots else ("(NULL)", [])
+    identifiers: dict[int, dict[str, str]] = defaultdict(dict)
+    no_consent: set[int] = set()
+    attributes: dict[int, dict] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT i.profile_id, i.slot, i.value FROM {d} d JOIN {pi} i ON i.profile_id = d.profile_id "
+            f"WHERE d.claim_token = %s AND i.slot IN {slot_sql}",
+            [token, *slot_params],
+        )
+        for profile_id, slot, value in cursor.fetchall():
+            identifiers[profile_id][slot] = value
+        attrs = ", p.attributes" if need_attributes else ""
+        cursor.execute(
+            f"SELECT p.id, p.consent_ads{attrs} FROM {d} d JOIN {p} p ON p.id = d.profile_id "
+            f"WHERE d.claim_token = %s" + ("" if need_attributes else " AND NOT p.consent_ads"),
+            [token],
+        )
+        for row in cursor.fetchall():
+            if not row[1]:
+                no_consent.add(row[0])
+            if need_attributes:
+                value = row[2]
+                attributes[row[0]] = value if isinstance(value, dict) else _json(value)
+    return identifiers, no_consent, attributes
+
+
+def _json(value) -> dict:
+    return json.loads(value) if value else {}
+
+
+class _Outcomes:
+    """Collects what happens to each claimed row; written set-based at the end of a batch."""
+
+    def __init__(self, config_id: int):
+        self.config_id = config_id
+        self.delete_ids: list[int] = []
+        self.final: dict[tuple, list[int]] = defaultdict(list)  # (status, outcome, code, message, attempts+) -> ids
+        self.retry: dict[tuple, list[int]] = defaultdict(list)  # (outcome, code, message, next_at) -> ids
+        self.back_to_queue: list[int] = []
+        self.stats: Counter = Counter()
+        self.attempts: list[DeliveryAttempt] = []
+
+    def count(self, outcome: str, code: str = "", n: int = 1) -> None:
+        self.stats[
+            (self.config_id, timezone.now().date(), outcome, code if outcome == Outcome.PARTNER_ERROR else "")
+        ] += n
+
+
+def _process(config: PartnerConfig, client: PartnerClient, token: str, rows: list[_Row], report, collect_latency):
+    partner = config.connector.partner
+    slots = partner.identifier_slots_for(config.settings)
+    acc = _Outcomes(config.pk)
+
+    # Coalesce: the newest row per profile stands for all of them; older ones are dropped.
+    newest: dict[int, _Row] = {}
+    for row in rows:
+        older = newest.get(row.profile_id)
+        if older is not None:
+            acc.delete_ids.append(older.id)
+            report.replaced += 1
+        newest[row.profile_id] = row
+    live = sorted(newest.values(), key=lambda r: r.id)
+
+    connections = _partner_audience_ids(config.pk, {r.audience_id for r in live if r.audience_id})
+    variables_wanted = partner.profile_variables and any(connections.get(a, ("", []))[1] for a in connections)
+    identifiers, no_consent, attributes = _profiles(token, tuple(slots), variables_wanted)
+
+    by_action: dict[str, list[tuple[_Row, Item]]] = defaultdict(list)
+    for row in live:
+        if row.profile_id in no_consent:
+            acc.final[(Delivery.Status.SKIPPED, Outcome.SKIPPED_NO_CONSENT, "", "", 0)].append(row.id)
+            acc.count(Outcome.SKIPPED_NO_CONSENT)
+            continue
+        held = identifiers.get(row.profile_id, {})
+        slot = next((s for s in slots if held.get(s)), None)
+        if slot is None:
+            acc.final[(Delivery.Status.SKIPPED, Outcome.SKIPPED_NO_IDENTIFIER, "", "", 0)].append(row.id)
+            acc.count(Outcome.SKIPPED_NO_IDENTIFIER)
+            continue
+        partner_audience_id, wanted = connections.get(row.audience_id, ("", []))
+        variables = {}
+        if wanted and row.profile_id in attributes:
+            attrs = attributes[row.profile_id]
+            variables = {k: attrs.get(k) for k in wanted}
+        item = Item(
+            profile_id=row.profile_id,
+            action=row.action,
+            slot=slot,
+            identifier=held[slot],
+            variables=variables,
+            partner_audience_id=partner_audience_id,
+            delivery_id=row.id,
+        )
+        by_action[row.action].append((row, item))
+
+    call_size = _call_size(config)
+    stop: str = ""
+    for action, pairs in by_action.items():
+        for batch in chunks(pairs, call_size):
+            if stop:
+                acc.back_to_queue.extend(r.id for r, _ in batch)
+                continue
+            items = [item for _, item in batch]
+            try:
+                calls = client.send(action, items)
+            except Exception as exc:  # a client bug must not lose rows: retry them and say why
+                logger.exception("config %s: client failed", config.pk)
+                calls = [
+                    PartnerClient.all_items(
+                        list(range(len(items))),
+                        ItemResult(Outcome.OTHER_ERROR, partner_code="client_error", message=type(exc).__name__,
+                                   retryable=True),
+                    )
+                ]  # fmt: skip
+            report.calls += len(calls)
+            stop = _record_calls(config, action, batch, calls, acc, report, collect_latency) or stop
+
+    _write(config, acc, report)
+    if stop:
+        _pause(config, stop, acc)
+        report.paused = stop
+
+
+def _partner_audience_ids(config_id: int, audience_ids: set[int]) -> dict[int, tuple[str, list]]:
+    if not audience_ids:
+        return {}
+    return {
+        a: (pid, vars_ or [])
+        for a, pid, vars_ in AudienceConnection.objects.filter(
+            partner_config_id=config_id, audience_id__in=audience_ids
+        ).values_list("audience_id", "partner_audience_id", "profile_variables")
+    }
+
+
+def _backoff(attempts: int, retry_after: float | None) -> float:
+    ceiling = min(settings.DAP_RETRY_MAX_SECONDS, settings.DAP_RETRY_BASE_SECONDS * (2 ** max(0, attempts - 1)))
+    delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # exponential with jitter
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _record_calls(config, action, batch, calls: list[CallResult], acc: _Outcomes, report, collect_latency) -> str:
+    now = timezone.now()
+    window = timedelta(seconds=settings.DAP_RETRY_WINDOW_SECONDS)
+    stop = ""
+    seen: set[int] = set()
+    for call in calls:
+        ok = errors = retries = 0
+        for index, result in zip(call.item_indices, call.results, strict=True):
+            seen.add(index)
+            row, _item = batch[index]
+            attempts = row.attempts + 1
+            if result.outcome in (Outcome.ADDED, Outcome.REMOVED):
+                ok += 1
+                acc.delete_ids.append(row.id)
+                acc.count(result.outcome)
+                report.outcomes[result.outcome] += 1
+                if collect_latency:
+                    report.latencies_ms.append((now - row.created_at).total_seconds() * 1000)
+                continue
+            message = http.redact(result.message, 300)
+            if result.retryable and not call.credentials_invalid and now - row.created_at < window:
+                retries += 1
+                delay = _backoff(attempts, call.retry_after)
+                next_at = now + timedelta(seconds=delay)
+                acc.retry[(result.outcome, result.partner_code[:64], message, next_at)].append(row.id)
+                report.retried += 1
+                continue
+            errors += 1
+            acc.final[(Delivery.Status.FAILED, result.outcome, result.partner_code[:64], message, 1)].append(row.id)
+            acc.count(result.outcome, result.partner_code[:64])
+            report.outcomes[result.outcome] += 1
+        if call.credentials_invalid:
+            stop = PartnerConfig.Health.CREDENTIALS_INVALID
+        elif call.endpoint_gone:
+            stop = PartnerConfig.Health.ENDPOINT_GONE
+        dominant = call.results[0].outcome if call.results else ""
+        if errors or retries:
+            dominant = next((r.outcome for r in call.results if r.outcome not in (Outcome.ADDED, Outcome.REMOVED)), "")
+        acc.attempts.append(
+            DeliveryAttempt(
+                partner_config_id=config.pk,
+                at=now,
+                action=action,
+                status_code=call.status_code,
+                duration_ms=round(call.duration_ms, 2),
+                item_count=len(call.item_indices),
+                ok_count=ok,
+                error_count=errors,
+                retry_count=retries,
+                outcome=dominant,
+                partner_error_code=call.partner_code[:64],
+                snippet=http.redact(call.snippet),
+            )
+        )
+    missing = [batch[i][0].id for i in range(len(batch)) if i not in seen]
+    if missing:  # a client that forgot items: retry them rather than lose them
+        acc.back_to_queue.extend(missing)
+    return stop
+
+
+def _write(config: PartnerConfig, acc: _Outcomes, report: DispatchReport) -> None:
+    """All outcomes of a batch in one transaction: outbox rows, attempts, daily statistics."""
+    now = timezone.now()
+    name = table(Delivery)
+    with transaction.atomic(), connection.cursor() as cursor:
+        for ids in chunks(acc.delete_ids, 20000):
+            sql, params = in_clause(ids)
+            cursor.execute(f"DELETE FROM {name} WHERE id IN {sql}", params)
+        for (status, outcome, code, message, _), ids in acc.final.items():
+            for part in chunks(ids, 20000):
+                sql, params = in_clause(part)
+                cursor.execute(
+                    f"UPDATE {name} SET status = %s, outcome = %s, partner_error_code = %s, last_error = %s, "
+                    f"attempts = attempts + %s, finished_at = %s, claim_token = '' WHERE id IN {sql}",
+                    [status, outcome, code, message, 1 if status == Delivery.Status.FAILED else 0, now, *params],
+                )
+        for (outcome, code, message, next_at), ids in acc.retry.items():
+            for part in chunks(ids, 20000):
+                sql, params = in_clause(part)
+                cursor.execute(
+                    f"UPDATE {name} SET status = 'pending', outcome = %s, partner_error_code = %s, last_error = %s, "
+                    f"attempts = attempts + 1, next_attempt_at = %s, claim_token = '', claimed_at = NULL "
+                    f"WHERE id IN {sql}",
+                    [outcome, code, message, next_at, *params],
+                )
+        for part in chunks(acc.back_to_queue, 20000):
+            sql, params = in_clause(part)
+            cursor.execute(
+                f"UPDATE {name} SET status = 'pending', claim_token = '', claimed_at = NULL WHERE id IN {sql}", params
+            )
+        # A retried row must not overtake a newer change for the same profile enqueued meanwhile.
+        retry_ids = [i for ids in acc.retry.values() for i in ids]
+        for part in chunks(retry_ids, 20000):
+            sql, params = in_clause(part)
+            cursor.execute(
+                f"DELETE FROM {name} WHERE id IN {sql} AND EXISTS (SELECT 1 FROM {name} n "
+                f"WHERE n.partner_config_id = {name}.partner_config_id AND n.profile_id = {name}.profile_id "
+                f"AND n.id > {name}.id)",
+                params,
+            )
+            report.replaced += cursor.rowcount
+        DeliveryAttempt.objects.bulk_create(acc.attempts, batch_size=1000)
+        stats_increment(acc.stats)
+
+
+def _pause(config: PartnerConfig, health: str, acc: _Outcomes) -> None:
+    detail = {
+        PartnerConfig.Health.CREDENTIALS_INVALID: "The partner refused the credentials; sending is paused until they "
+        "change or an admin resumes.",
+        PartnerConfig.Health.ENDPOINT_GONE: "The endpoint answered 410 Gone; sending is paused until an admin resumes.",
+    }.get(health, "")
+    PartnerConfig.objects.filter(pk=config.pk).update(
+        health=health, health_changed_at=timezone.now(), health_detail=detail
+    )
+    logger.warning("config %s paused: %s", config.pk, health)
+
+
+def due_config_ids() -> list[int]:
+    """Configurations with due work that may send now (active connector, healthy)."""
+    return list(
+        Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=timezone.now())
+        .filter(
+            partner_config__connector__status=Connector.Status.ACTIVE, partner_config__health=PartnerConfig.Health.OK
+        )
+        .values_list("partner_config_id", flat=True)
+        .distinct()
+    )

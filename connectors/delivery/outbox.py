@@ -1,0 +1,185 @@
+"""The transactional outbox: producers write Delivery rows in their own transaction.
+
+`deliveries_enqueue` is the bulk form (COPY on PostgreSQL, multi-row INSERT elsewhere). A newer change for the same
+profile and configuration replaces an older pending one (latest action wins). Changes for a deactivated connector are
+recorded as skipped. After commit the dispatcher is kicked for the configurations that got work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audiences.models import AudienceConnection, AudienceMembership
+from connectors.delivery.sql import bulk_insert as _bulk_insert
+from connectors.delivery.sql import chunks, in_clause, is_postgres, table
+from connectors.delivery.stats import stats_increment
+from connectors.models import Connector, Delivery, Outcome, PartnerConfig
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = (
+    "partner_config_id",
+    "profile_id",
+    "action",
+    "audience_id",
+    "journey_id",
+    "status",
+    "outcome",
+    "partner_error_code",
+    "last_error",
+    "attempts",
+    "created_at",
+    "next_attempt_at",
+    "claim_token",
+    "finished_at",
+)
+
+
+@dataclass
+class EnqueueResult:
+    pending: int = 0
+    skipped: int = 0
+    replaced: int = 0
+
+
+def deliveries_enqueue(
+    *,
+    partner_config_ids: Sequence[int],
+    profile_ids: Sequence[int],
+    action: str,
+    audience_id: int | None = None,
+    journey_id: int | None = None,
+) -> EnqueueResult:
+    """Enqueue `action` for every profile × configuration, in the caller's transaction (set-based)."""
+    if action not in Delivery.Action.values:
+        raise ValueError(f"unknown action {action!r}")
+    result = EnqueueResult()
+    if not partner_config_ids or not profile_ids:
+        return result
+    now = timezone.now()
+    status_by_config = dict(
+        PartnerConfig.objects.filter(pk__in=partner_config_ids).values_list("pk", "connector__status")
+    )
+    with transaction.atomic():
+        max_before = _max_id()
+        active_ids = []
+        stats: Counter = Counter()
+        for config_id in partner_config_ids:
+            if config_id not in status_by_config:
+                continue
+            deactivated = status_by_config[config_id] == Connector.Status.DEACTIVATED
+            if deactivated:
+                rows = (
+                    (config_id, pid, action, audience_id, journey_id, Delivery.Status.SKIPPED,
+                     Outcome.SKIPPED_DEACTIVATED, "", "", 0, now, now, "", now)
+                    for pid in profile_ids
+                )  # fmt: skip
+                result.skipped += _bulk_insert(Delivery, COLUMNS, rows)
+                stats[(config_id, now.date(), Outcome.SKIPPED_DEACTIVATED, "")] += len(profile_ids)
+            else:
+                rows = (
+                    (config_id, pid, action, audience_id, journey_id, Delivery.Status.PENDING,
+                     "", "", "", 0, now, now, "", None)
+                    for pid in profile_ids
+                )  # fmt: skip
+                result.pending += _bulk_insert(Delivery, COLUMNS, rows)
+                active_ids.append(config_id)
+        if active_ids:
+            result.replaced = _replace_older(active_ids, max_before, profile_ids)
+        stats_increment(stats)
+        if active_ids and settings.DAP_KICK_ON_COMMIT:
+            transaction.on_commit(lambda: kick(active_ids))
+    return result
+
+
+def _max_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table(Delivery)}")
+        return cursor.fetchone()[0]
+
+
+def _replace_older(config_ids: list[int], max_before: int, profile_ids: Sequence[int]) -> int:
+    """Drop pending rows older than the ones just written for the same configuration and profile."""
+    name = table(Delivery)
+    configs_sql, config_params = in_clause(config_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {name} WHERE status = 'pending' AND id <= %s "
+            f"AND partner_config_id IN {configs_sql} LIMIT 1",
+            [max_before, *config_params],
+        )
+        if cursor.fetchone() is None:
+            return 0  # nothing older is waiting: the common case for fresh changes
+        removed = 0
+        if is_postgres():
+            cursor.execute(
+                f"DELETE FROM {name} WHERE status = 'pending' AND id <= %s AND partner_config_id = ANY(%s) "
+                f"AND profile_id = ANY(%s)",
+                [max_before, list(config_ids), list(profile_ids)],
+            )
+            return cursor.rowcount
+        for chunk in chunks(list(profile_ids), 20000):
+            profiles_sql, profile_params = in_clause(chunk)
+            cursor.execute(
+                f"DELETE FROM {name} WHERE status = 'pending' AND id <= %s AND partner_config_id IN {configs_sql} "
+                f"AND profile_id IN {profiles_sql}",
+                [max_before, *config_params, *profile_params],
+            )
+            removed += cursor.rowcount
+        return removed
+
+
+def audience_members_enqueue(*, audience_id: int, profile_ids: Sequence[int], action: str) -> EnqueueResult:
+    """An audience's members entered (add) or left (remove): enqueue for every configuration it is connected to."""
+    config_ids = list(
+        AudienceConnection.objects.filter(audience_id=audience_id).values_list("partner_config_id", flat=True)
+    )
+    return deliveries_enqueue(
+        partner_config_ids=config_ids, profile_ids=profile_ids, action=action, audience_id=audience_id
+    )
+
+
+def connector_resync(*, connector: Connector, since=None) -> int:
+    """After reactivation: add the current members of every connected audience, and remove the profiles whose
+    removal was skipped while the connector was deactivated. Returns the number of rows enqueued."""
+    total = 0
+    connections = AudienceConnection.objects.filter(partner_config__connector=connector)
+    for conn in connections:
+        members = list(
+            AudienceMembership.objects.filter(audience_id=conn.audience_id).values_list("profile_id", flat=True)
+        )
+        total += deliveries_enqueue(
+            partner_config_ids=[conn.partner_config_id], profile_ids=members, action=Delivery.Action.ADD,
+            audience_id=conn.audience_id,
+        ).pending  # fmt: skip
+        skipped_removals = Delivery.objects.filter(
+            partner_config_id=conn.partner_config_id,
+            audience_id=conn.audience_id,
+            status=Delivery.Status.SKIPPED,
+            outcome=Outcome.SKIPPED_DEACTIVATED,
+            action=Delivery.Action.REMOVE,
+        )
+        if since is not None:
+            skipped_removals = skipped_removals.filter(created_at__gte=since)
+        gone = set(skipped_removals.values_list("profile_id", flat=True)) - set(members)
+        total += deliveries_enqueue(
+            partner_config_ids=[conn.partner_config_id], profile_ids=sorted(gone), action=Delivery.Action.REMOVE,
+            audience_id=conn.audience_id,
+        ).pending  # fmt: skip
+    logger.info("connector %s re-synced after activation: %s deliveries enqueued", connector.pk, total)
+    return total
+
+
+def kick(config_ids: Iterable[int]) -> None:
+    """Ask the workers to dispatch these configurations now (the schedule catches anything missed)."""
+    from django_q.tasks import async_task
+
+    for config_id in sorted(set(config_ids)):
+        async_task("connectors.tasks.dispatch_config", config_id, task_name=f"dispatch-{config_id}", save=False)

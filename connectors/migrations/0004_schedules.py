@@ -1,0 +1,29 @@
+"""The delivery schedules: dispatch due work every minute, prune old attempts daily."""
+
+from django.db import migrations
+
+SCHEDULES = [
+    ("dap: dispatch due deliveries", "connectors.tasks.dispatch_due", "I", 1),
+    ("dap: prune delivery attempts", "connectors.tasks.prune", "D", None),
+]
+
+
+def create(apps, schema_editor):
+    Schedule = apps.get_model("django_q", "Schedule")
+    for name, func, kind, minutes in SCHEDULES:
+        Schedule.objects.update_or_create(
+            name=name, defaults={"func": func, "schedule_type": kind, "minutes": minutes, "repeats": -1}
+        )
+
+
+def remove(apps, schema_editor):
+    apps.get_model("django_q", "Schedule").objects.filter(name__in=[s[0] for s in SCHEDULES]).delete()
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("connectors", "0003_delivery_outbox"),
+        ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
+    ]
+
+    operations = [migrations.RunPython(create, remove)]
