@@ -17,4 +17,6 @@ urlpatterns = [
     path("<int:pk>/configs/<int:config_pk>/edit/", views.config_edit, name="config_edit"),
     path("<int:pk>/configs/<int:config_pk>/delete/", views.config_delete, name="config_delete"),
     path("<int:pk>/configs/<int:config_pk>/test/", views.config_test, name="config_test"),
+    path("<int:pk>/configs/<int:config_pk>/resume/", views.config_resume, name="config_resume"),
+    path("<int:pk>/replay/", views.connector_replay, name="replay"),
 ]

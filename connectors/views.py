@@ -10,6 +10,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from connectors import selectors, services
+from connectors.delivery import outbox
 from connectors.errors import InUseError
 from connectors.forms import (
     ConnectorCreateForm,
@@ -20,7 +21,7 @@ from connectors.forms import (
     setting_fields,
     settings_from_form,
 )
-from connectors.models import Connector, Outcome, PartnerConfig
+from connectors.models import Connector, Delivery, Outcome, PartnerConfig
 from connectors.partners.base import Kind
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
 
@@ -178,6 +179,12 @@ def connector_detail(request, pk: int):
             "usages": selectors.connector_usages(connector=connector),
             "history": selectors.connector_history(connector=connector),
             "can_add_config": connector.partner.multiple_configs,
+            "failed_count": Delivery.objects.filter(
+                partner_config__connector=connector, status=Delivery.Status.FAILED
+            ).count(),
+            "pending_count": Delivery.objects.filter(
+                partner_config__connector=connector, status__in=[Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT]
+            ).count(),
         },
     )
 
@@ -306,6 +313,31 @@ def config_test(request, pk: int, config_pk: int):
     else:
         details = "; ".join(f"{k}: {' '.join(v)}" for k, v in result.errors.items())
         messages.error(request, f'"{config.name}": {result.message} {details}')
+    return redirect("connectors:detail", pk=pk)
+
+
+@_perm("change_partnerconfig")
+@require_POST
+def config_resume(request, pk: int, config_pk: int):
+    config = get_object_or_404(PartnerConfig.objects.select_related("connector"), pk=config_pk, connector_id=pk)
+    if services.partner_config_resume(partner_config=config, actor=request.user):
+        messages.success(request, f'"{config.name}": sending resumed.')
+    else:
+        messages.info(request, f'"{config.name}" was not paused.')
+    return redirect("connectors:detail", pk=pk)
+
+
+@_perm("change_delivery")
+@require_POST
+def connector_replay(request, pk: int):
+    connector = get_object_or_404(Connector, pk=pk)
+    queryset = Delivery.objects.filter(partner_config__connector=connector, status=Delivery.Status.FAILED)
+    try:
+        n = outbox.deliveries_replay(queryset=queryset)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{n} failed deliveries queued again.")
     return redirect("connectors:detail", pk=pk)
 
 

@@ -167,6 +167,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ConnectorStatusEnum": "connectors.models.Connector.Status",
+        "DeliveryStatusEnum": "connectors.models.Delivery.Status",
+        "OutcomeEnum": "connectors.models.Outcome",
+    },
 }
 
 LOGGING = {

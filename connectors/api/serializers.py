@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from connectors.models import Connector, PartnerConfig
+from connectors.models import Connector, Delivery, Outcome, PartnerConfig
 
 
 class SecretStateSerializer(serializers.Serializer):
@@ -181,3 +181,62 @@ class ConnectionTestSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     message = serializers.CharField()
     errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    connector = serializers.IntegerField(source="partner_config.connector_id", read_only=True)
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "connector",
+            "partner_config",
+            "profile",
+            "action",
+            "audience",
+            "journey",
+            "status",
+            "outcome",
+            "partner_error_code",
+            "last_error",
+            "attempts",
+            "created_at",
+            "next_attempt_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class DeliveryFilterSerializer(serializers.Serializer):
+    """Filters of the delivery list and of a replay by filter (all optional, combined with AND)."""
+
+    connector = serializers.IntegerField(required=False, min_value=1)
+    partner_config = serializers.IntegerField(required=False, min_value=1)
+    status = serializers.ChoiceField(choices=Delivery.Status.choices, required=False)
+    outcome = serializers.ChoiceField(choices=Outcome.choices, required=False, help_text="Category.")
+    date_from = serializers.DateField(required=False, help_text="Enqueued on or after this day (UTC).")
+    date_to = serializers.DateField(required=False, help_text="Enqueued on or before this day (UTC).")
+
+    def validate(self, attrs):
+        if attrs.get("date_from") and attrs.get("date_to") and attrs["date_from"] > attrs["date_to"]:
+            raise serializers.ValidationError({"date_to": ["Must not be before date_from."]})
+        return attrs
+
+
+class ReplaySerializer(DeliveryFilterSerializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, max_length=100000, help_text="Delivery ids."
+    )
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if not attrs:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Give ids or at least one filter: replaying everything needs a filter."]}
+            )
+        return attrs
+
+
+class ReplayResultSerializer(serializers.Serializer):
+    replayed = serializers.IntegerField()

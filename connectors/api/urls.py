@@ -7,6 +7,7 @@ router = DefaultRouter()
 router.register("partners", views.PartnerViewSet, basename="partner")
 router.register("connectors", views.ConnectorViewSet, basename="connector")
 router.register("partner-configs", views.PartnerConfigTestViewSet, basename="partner-config")
+router.register("deliveries", views.DeliveryViewSet, basename="delivery")
 
 configs = views.ConnectorConfigViewSet
 urlpatterns = [

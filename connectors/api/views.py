@@ -16,15 +16,20 @@ from connectors.api.serializers import (
     ConnectorDetailSerializer,
     ConnectorSerializer,
     ConnectorUpdateSerializer,
+    DeliveryFilterSerializer,
+    DeliverySerializer,
     InUseSerializer,
     PartnerConfigSerializer,
     PartnerConfigUpdateSerializer,
     PartnerConfigWriteSerializer,
     PartnerSerializer,
+    ReplayResultSerializer,
+    ReplaySerializer,
     StatusChangeSerializer,
     UsagesSerializer,
 )
-from connectors.models import Connector, PartnerConfig
+from connectors.delivery import outbox
+from connectors.models import Connector, Delivery, PartnerConfig
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
 from dap.permissions import ModelPermissionsWithView
 
@@ -229,12 +234,80 @@ class PartnerConfigTestViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSe
     permission_classes = [ModelPermissionsWithView]
 
     def get_permissions(self):
-        if self.action == "test":
+        if self.action in {"test", "resume"}:
             return [requires("connectors.change_partnerconfig")()]
         return super().get_permissions()
+
+    @extend_schema(
+        summary="Resume a configuration paused by its health state (credentials invalid, endpoint gone)",
+        request=None,
+        responses=PartnerConfigSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        config = self.get_object()
+        services.partner_config_resume(partner_config=config, actor=request.user)
+        config.refresh_from_db()
+        return Response(PartnerConfigSerializer(config).data)
 
     @extend_schema(summary="Test the connection of a configuration", request=None, responses=ConnectionTestSerializer)
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
         result = services.partner_config_test_connection(partner_config=self.get_object(), actor=request.user)
         return Response(result.as_dict())
+
+
+def filter_deliveries(queryset, data: dict):
+    """Apply validated DeliveryFilterSerializer data."""
+    if "connector" in data:
+        queryset = queryset.filter(partner_config__connector_id=data["connector"])
+    if "partner_config" in data:
+        queryset = queryset.filter(partner_config_id=data["partner_config"])
+    if "status" in data:
+        queryset = queryset.filter(status=data["status"])
+    if "outcome" in data:
+        queryset = queryset.filter(outcome=data["outcome"])
+    if "date_from" in data:
+        queryset = queryset.filter(created_at__date__gte=data["date_from"])
+    if "date_to" in data:
+        queryset = queryset.filter(created_at__date__lte=data["date_to"])
+    if "ids" in data:
+        queryset = queryset.filter(pk__in=data["ids"])
+    return queryset
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Deliveries in the outbox: pending, in flight, failed, skipped (delivered ones leave it)",
+        parameters=[DeliveryFilterSerializer],
+    ),
+    retrieve=extend_schema(summary="One delivery"),
+)
+class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Delivery.objects.select_related("partner_config").order_by("-id")
+    serializer_class = DeliverySerializer
+
+    def get_permissions(self):
+        if self.action == "replay":
+            return [requires("connectors.change_delivery")()]
+        return super().get_permissions()
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action != "list":
+            return queryset
+        filters = DeliveryFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return filter_deliveries(queryset, filters.validated_data)
+
+    @extend_schema(
+        summary="Replay failed or skipped deliveries, by ids or by filter",
+        request=ReplaySerializer,
+        responses=ReplayResultSerializer,
+    )
+    @action(detail=False, methods=["post"])
+    def replay(self, request):
+        body = ReplaySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        queryset = filter_deliveries(Delivery.objects.all(), body.validated_data)
+        return Response({"replayed": outbox.deliveries_replay(queryset=queryset)})

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 
 from audiences.models import AudienceConnection, AudienceMembership
@@ -183,3 +184,41 @@ def kick(config_ids: Iterable[int]) -> None:
 
     for config_id in sorted(set(config_ids)):
         async_task("connectors.tasks.dispatch_config", config_id, task_name=f"dispatch-{config_id}", save=False)
+
+
+REPLAYABLE = (Delivery.Status.FAILED, Delivery.Status.SKIPPED)
+
+
+def deliveries_replay(*, queryset) -> int:
+    """Queue failed/skipped deliveries again as new changes (fresh retry window). Deactivated connectors and
+    paused configurations are refused: their rows would only be skipped or wait."""
+    from django.core.exceptions import ValidationError
+
+    rows = queryset.filter(status__in=REPLAYABLE)
+    blocked = (
+        rows.exclude(partner_config__connector__status=Connector.Status.ACTIVE)
+        .values_list("partner_config__connector__name", flat=True)
+        .distinct()
+    )
+    if blocked:
+        raise ValidationError(
+            {"non_field_errors": [f"Activate the connector first: {', '.join(sorted(blocked))} is deactivated."]}
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        config_ids = list(rows.values_list("partner_config_id", flat=True).distinct())
+        # Send the profile's current state, not a stale action: a member is added, a leaver removed.
+        member = Exists(
+            AudienceMembership.objects.filter(audience_id=OuterRef("audience_id"), profile_id=OuterRef("profile_id"))
+        )
+        rows.filter(audience__isnull=False).update(
+            action=Case(When(member, then=Value(Delivery.Action.ADD)), default=Value(Delivery.Action.REMOVE))
+        )
+        n = rows.update(
+            status=Delivery.Status.PENDING, outcome="", partner_error_code="", last_error="", attempts=0,
+            created_at=now, next_attempt_at=now, finished_at=None, claim_token="", claimed_at=None,
+        )  # fmt: skip
+        if config_ids and settings.DAP_KICK_ON_COMMIT:
+            transaction.on_commit(lambda: kick(config_ids))
+    logger.info("replayed %s deliveries", n)
+    return n

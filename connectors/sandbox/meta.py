@@ -311,9 +311,13 @@ def validate_rows(kinds: list[str], data: list) -> tuple[int, list]:
         return invalid, samples
 
     width = len(kinds)
-    if set(map(type, data)) == {list} and set(map(len, data)) == {width} and all(map(any, data)):
-        if all(_column_valid(kind, list(column), True) for kind, column in zip(kinds, zip(*data), strict=True)):
-            return 0, []
+    if (
+        set(map(type, data)) == {list}
+        and set(map(len, data)) == {width}
+        and all(map(any, data))
+        and all(_column_valid(kind, list(col), True) for kind, col in zip(kinds, zip(*data, strict=True), strict=True))
+    ):
+        return 0, []
     checks = [CHECKS[kind] for kind in kinds]
     invalid, samples = 0, []
     for row in data:
@@ -391,11 +395,15 @@ def handle(request: Request, route: tuple[str, str], state: Any) -> Response:
     if kind == "account":
         digits = object_id[4:]
         if not digits.isdigit():
-            return error(100, UNSUPPORTED.format(method=method, object_id=object_id), subcode=33, type_="GraphMethodException")
+            return error(
+                100, UNSUPPORTED.format(method=method, object_id=object_id), subcode=33, type_="GraphMethodException"
+            )
         node = {"id": object_id, "account_id": digits, "name": "Sandbox ad account", "account_status": 1}
         return _fields(values, node, "AdAccount")
     if not object_id.isdigit():
-        return error(100, UNSUPPORTED.format(method=method, object_id=object_id), subcode=33, type_="GraphMethodException")
+        return error(
+            100, UNSUPPORTED.format(method=method, object_id=object_id), subcode=33, type_="GraphMethodException"
+        )
     if kind == "object":
         node = {"id": object_id, "name": f"Sandbox audience {object_id}", "subtype": "CUSTOM"}
         return _fields(values, node, "CustomAudience")
