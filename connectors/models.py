@@ -245,7 +245,8 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         indexes = [
             models.Index(fields=["partner_config", "status", "next_attempt_at"], name="delivery_due"),
-            models.Index(fields=["partner_config", "profile"], name="delivery_config_profile"),
+            # Profile first: serves "older rows of these profiles" and the profile foreign key (deleting profiles).
+            models.Index(fields=["profile", "partner_config"], name="delivery_profile_config"),
             models.Index(fields=["claim_token"], name="delivery_claim"),
             models.Index(fields=["status", "finished_at"], name="delivery_status_finished"),
         ]

@@ -43,3 +43,12 @@ def marketer_client(client, marketing_admin):
 def admin_site_client(client, superuser):
     client.force_login(superuser)
     return client
+
+
+@pytest.fixture
+def sandbox():
+    from connectors.sandbox.server import start
+
+    server = start()
+    yield server
+    server.stop()

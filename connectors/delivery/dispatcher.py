@@ -93,6 +93,9 @@ def client_for(config: PartnerConfig) -> PartnerClient | None:
         return cached[1]
     if cached:
         cached[1].session.close()
+        close = getattr(cached[1], "close", None)
+        if close is not None:
+            close()
     client = cls(
         ClientConfig(
             partner_config_id=config.pk,

@@ -59,7 +59,8 @@ def request(session: requests.Session, method: str, url: str, *, timeout: float,
     response = session.request(method, url, timeout=Timeout(total=timeout), stream=True, **kwargs)
     try:
         chunks = []
-        for chunk in response.iter_content(chunk_size=65536):
+        # read1 returns after each network read, so a server trickling its body is cut off at the deadline.
+        while chunk := response.raw.read1(65536, decode_content=True):
             chunks.append(chunk)
             if time.monotonic() > deadline:
                 raise DeadlineExceeded(f"response not complete within {timeout:g} s")

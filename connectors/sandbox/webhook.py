@@ -84,7 +84,7 @@ def handle(request: Request, name: str, state: Any) -> Response:
     ):
         return json_response(401, {"error": "invalid signature"})
     try:
-        payload = json.loads(request.body)
+        payload = json.loads(request.body.decode())
     except (ValueError, UnicodeDecodeError):
         return json_response(400, {"error": "the body is not valid JSON"})
     return Response(204, b"", stats={"events": _event_types(payload), "id": msg_id})

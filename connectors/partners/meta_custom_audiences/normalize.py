@@ -25,7 +25,7 @@ SCHEMA_BY_SLOT = {
 }
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_NOT_DIGIT = re.compile(r"\D+")
+_NOT_DIGIT = re.compile(r"[^0-9]+")  # ASCII digits only (\D would keep other scripts' digits)
 
 
 def normalize_email(raw: str) -> str:
@@ -53,11 +53,13 @@ def hash_email(raw: str) -> str:
 
 def hash_phone(raw: str) -> str:
     stripped = raw.strip()
-    if len(stripped) == 64:
-        lowered = stripped.lower()
-        if _HEX64.fullmatch(lowered):
-            return lowered
-    value = normalize_phone(stripped)
+    digits = stripped[1:] if stripped[:1] == "+" else stripped
+    if digits.isdigit() and digits.isascii():  # fast path: E.164 as stored ("+31612345678")
+        value = digits.lstrip("0")
+    elif len(stripped) == 64 and _HEX64.fullmatch(stripped.lower()):
+        return stripped.lower()
+    else:
+        value = normalize_phone(stripped)
     if not value:
         return ""
     return sha256(value.encode()).hexdigest()

@@ -18,7 +18,8 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from urllib.parse import urlsplit
 
 import requests
@@ -55,6 +56,13 @@ def error_meaning(partner_code: str) -> str:
 
 def message_id(item: Item) -> str:
     return f"dlv_{item.delivery_id}"
+
+
+def _json_default(value):
+    """Profile variables may hold dates and decimals: ISO-8601 for dates and times, text for anything else."""
+    if isinstance(value, date | datetime | dt_time):
+        return value.isoformat()
+    return str(value)
 
 
 def _iso(ts: float) -> str:
@@ -125,7 +133,7 @@ class Client(PartnerClient):
             "timestamp": _iso(now),
             "data": data,
         }
-        return json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
 
     def headers(self, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
         return {

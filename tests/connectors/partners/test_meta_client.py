@@ -127,7 +127,9 @@ def test_madid_lower_cased_unhashed():
     assert normalize.madid(" 6D92078A-8246-4BA4-AE5B-76104861E7DC ") == "6d92078a-8246-4ba4-ae5b-76104861e7dc"
 
 
-@pytest.mark.parametrize(("slot", "raw"), [("email", "   "), ("phone", "+"), ("phone", "(0) - "), ("mobile_ad_id", " ")])
+@pytest.mark.parametrize(
+    ("slot", "raw"), [("email", "   "), ("phone", "+"), ("phone", "(0) - "), ("mobile_ad_id", " ")]
+)
 def test_values_that_normalise_to_nothing(slot, raw):
     assert normalize.prepare(slot, raw) == ""
 
@@ -240,7 +242,12 @@ def test_splits_at_10000_rows(rsps):
 # --- items refused before sending ---------------------------------------------------------------------------------
 def test_invalid_identifier_and_missing_audience_are_not_sent(rsps):
     rsps.add(responses.POST, USERS_URL, json=fixture("users_ok.json"))
-    items = [email(1, "   "), email(2, "mary@example.com"), email(3, "mary@example.com", audience=""), item(4, "phone", "+")]
+    items = [
+        email(1, "   "),
+        email(2, "mary@example.com"),
+        email(3, "mary@example.com", audience=""),
+        item(4, "phone", "+"),
+    ]
 
     results = by_index(make_client().send(Action.ADD, items))
 
@@ -520,3 +527,17 @@ def test_error_codes_in_plain_words():
     assert error_meaning("100/1713230") == ERROR_CODES["100"]
     assert "rate limit" in error_meaning("80009/2446079")
     assert "500" in error_meaning("http_500")
+
+
+def test_unsupported_slot_is_not_sent(rsps):
+    results = by_index(make_client().send(Action.ADD, [item(1, "customer_id", "C-1")]))
+    assert len(rsps.calls) == 0
+    assert (results[0][0].outcome, results[0][0].partner_code) == (Outcome.OTHER_ERROR, "unsupported_slot")
+
+
+def test_missing_token_is_invalid_credentials_without_a_call(rsps):
+    config = ClientConfig(partner_config_id=1, settings={}, secrets={}, timeout_seconds=5.0)
+    calls = Client(config, http.new_session()).send(Action.ADD, [email(1, "mary@example.com")])
+    assert len(rsps.calls) == 0
+    assert calls[0].credentials_invalid is True
+    assert calls[0].results[0].outcome == Outcome.INVALID_CREDENTIALS

@@ -71,7 +71,9 @@ def test_signed_post_with_standard_webhooks_headers(rsps):
     assert before <= timestamp <= int(time.time())
     body = request.body
     assert isinstance(body, bytes)
-    assert signing.verify(SECRET, headers["webhook-id"], headers["webhook-timestamp"], headers["webhook-signature"], body)
+    assert signing.verify(
+        SECRET, headers["webhook-id"], headers["webhook-timestamp"], headers["webhook-signature"], body
+    )
     assert headers["webhook-signature"].startswith("v1,")
     assert calls[0].item_indices == [0]
     assert calls[0].status_code == 204
@@ -170,7 +172,9 @@ def test_many_items_all_results_in_order(rsps):
         expected = Outcome.PARTNER_ERROR if n % 7 == 0 else Outcome.ADDED
         assert call.results[0].outcome == expected
     assert len(rsps.calls) == 100
-    assert sorted(c.request.headers["webhook-id"] for c in rsps.calls) == sorted(f"dlv_{50_000 + n}" for n in range(100))
+    assert sorted(c.request.headers["webhook-id"] for c in rsps.calls) == sorted(
+        f"dlv_{50_000 + n}" for n in range(100)
+    )
 
 
 def test_requests_run_concurrently_over_real_sockets():
@@ -305,3 +309,22 @@ def test_error_meanings():
     assert "410" in error_meaning("410")
     assert "retried" in error_meaning("503")
     assert error_meaning("404") == "The endpoint answered 404."
+
+
+def test_variables_with_dates_and_decimals(rsps):
+    from datetime import date
+    from decimal import Decimal
+
+    rsps.add(responses.POST, ENDPOINT, status=200)
+    variables = {"birthday": date(1990, 5, 17), "balance": Decimal("12.50")}
+    make_client(include_profile_variables=True).send(Action.ADD, [make_item(8, variables=variables)])
+    assert json.loads(rsps.calls[0].request.body)["data"]["variables"] == {"birthday": "1990-05-17", "balance": "12.50"}
+
+
+def test_malformed_secret_sends_nothing(rsps):
+    calls = make_client(secret="whsec_not base64!").send(Action.ADD, [make_item(1)])
+    assert len(rsps.calls) == 0
+    assert calls[0].credentials_invalid is True
+    assert calls[0].results[0].partner_code == "signing_secret"
+    ok, message = make_client(secret="whsec_not base64!").test_connection()
+    assert ok is False and "signing secret" in message

@@ -7,7 +7,7 @@ from connectors.group_permissions import sync_groups
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("connectors", "0005_event_resumed"),
+        ("connectors", "0004_schedules"),
         ("audiences", "0002_profiles_memberships"),
     ]
 

@@ -1,0 +1,187 @@
+"""Benchmark: N profiles enter an audience connected to a partner through the local sandbox; the outbox is drained
+with the real dispatcher code. Prints one JSON line. Uses whatever DATABASE_URL / REDIS_URL say.
+
+    python manage.py bench_delivery --partner meta --profiles 200000
+"""
+
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import requests
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audiences.models import Audience, AudienceConnection, AudienceMembership, Profile, ProfileIdentifier
+from connectors import services
+from connectors.delivery import dispatcher, outbox
+from connectors.delivery.sql import bulk_insert, is_postgres
+from connectors.models import Connector, Delivery
+
+WEBHOOK_SECRET = "whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQtZm9yLXRoZS1zYW5kYm94"
+PARTNERS = {
+    "meta": {
+        "partner_key": "meta_custom_audiences",
+        "slot": "email",
+        "settings": {"ad_account_id": "act_1000000001", "access_token": "EAAB-bench-token-not-real-0000000000"},
+        "partner_audience_id": "23850000000001",
+    },
+    "webhook": {
+        "partner_key": "webhook",
+        "slot": "customer_id",
+        "settings": {"endpoint_url": "http://127.0.0.1/webhook/bench", "signing_secret": WEBHOOK_SECRET},
+        "partner_audience_id": "bench",
+    },
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+
+
+class Command(BaseCommand):
+    help = "Delivery throughput benchmark against the local partner sandbox (prints one JSON line)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--partner", choices=sorted(PARTNERS), required=True)
+        parser.add_argument("--profiles", type=int, required=True)
+        parser.add_argument("--sandbox-url", help="use a running sandbox instead of starting one")
+        parser.add_argument("--keep", action="store_true", help="keep the benchmark's rows afterwards")
+
+    def handle(self, *args, partner, profiles, sandbox_url=None, keep=False, **options):
+        if profiles < 1:
+            raise CommandError("--profiles must be at least 1")
+        spec = PARTNERS[partner]
+        settings.DAP_KICK_ON_COMMIT = False  # this process drains the outbox itself
+        settings.DEBUG = False  # as in production: no per-query debug logging
+        proc = None
+        if not sandbox_url:
+            port = free_port()
+            sandbox_url = f"http://127.0.0.1:{port}"
+            proc = subprocess.Popen(  # noqa: S603 - our own manage.py
+                [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "partner_sandbox", "--port", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        try:
+            self._wait_for(sandbox_url)
+            requests.post(f"{sandbox_url}/_sandbox/reset", timeout=5)
+            if partner == "webhook":
+                requests.put(f"{sandbox_url}/_sandbox/webhooks/bench", json={"secret": WEBHOOK_SECRET}, timeout=5)
+            result = self._run(spec, partner, profiles, sandbox_url, keep)
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=10)
+        self.stdout.write(json.dumps(result))
+
+    def _wait_for(self, url: str) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{url}/_sandbox/stats", timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise CommandError(f"The partner sandbox did not answer at {url}")
+
+    def _setup(self, spec, run: str, n: int, sandbox_url: str):
+        connector = services.connector_create(
+            partner_key=spec["partner_key"],
+            name=f"bench {run}",
+            settings=spec["settings"],
+            base_url_override=f"{sandbox_url}/c/bench",
+        )
+        config = connector.configs.get()
+        audience = Audience.objects.create(name=f"bench {run}")
+        AudienceConnection.objects.create(
+            audience=audience, partner_config=config, partner_audience_id=spec["partner_audience_id"]
+        )
+        now = timezone.now()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT COALESCE(MAX(id), 0) FROM audiences_profile")
+            first = cursor.fetchone()[0] + 1
+            ids = list(range(first, first + n))
+            bulk_insert(Profile, ["id", "external_id", "attributes", "consent_ads", "created_at", "updated_at"],
+                        ((i, f"bench-{run}-{i}", "{}", True, now, now) for i in ids))  # fmt: skip
+            if is_postgres():
+                cursor.execute("SELECT setval(pg_get_serial_sequence('audiences_profile', 'id'), %s)", [ids[-1]])
+            value = (lambda i: f"bench{run}.{i}@example.com") if spec["slot"] == "email" else (lambda i: f"c-{run}-{i}")
+            bulk_insert(ProfileIdentifier, ["profile_id", "slot", "value"], ((i, spec["slot"], value(i)) for i in ids))
+        return connector, config, audience, ids
+
+    def _run(self, spec, partner: str, n: int, sandbox_url: str, keep: bool) -> dict:
+        run = uuid.uuid4().hex[:8]
+        connector, config, audience, ids = self._setup(spec, run, n, sandbox_url)
+        try:
+            start = time.monotonic()
+            now = timezone.now()
+            with transaction.atomic():  # the producer's transaction: membership and outbox together
+                bulk_insert(AudienceMembership, ["audience_id", "profile_id", "entered_at"],
+                            ((audience.pk, i, now) for i in ids))  # fmt: skip
+                outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=ids, action="add")
+            enqueued = time.monotonic()
+            latencies: list[float] = []
+            calls = 0
+            outcomes: dict[str, int] = {}
+            while True:
+                report = dispatcher.dispatch_config(config.pk, budget_seconds=3600, collect_latency=True)
+                latencies.extend(report.latencies_ms)
+                calls += report.calls
+                for k, v in report.outcomes.items():
+                    outcomes[k] = outcomes.get(k, 0) + v
+                if report.claimed == 0 or report.paused:
+                    break
+            seconds = time.monotonic() - start
+            left = Delivery.objects.filter(partner_config=config).count()
+            stats = requests.get(f"{sandbox_url}/_sandbox/stats", timeout=5).json().get("bench", {})
+        finally:
+            if not keep:
+                self._cleanup(connector, audience, ids)
+        return {
+            "partner": partner,
+            "profiles": n,
+            "database": connection.vendor,
+            "broker": "redis" if settings.REDIS_URL else "orm",
+            "cores": os.cpu_count(),
+            "seconds": round(seconds, 3),
+            "enqueue_seconds": round(enqueued - start, 3),
+            "profiles_per_s": round(n / seconds, 1),
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "p95_ms": round(percentile(latencies, 95), 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "calls": calls,
+            "outcomes": outcomes,
+            "left_in_outbox": left,
+            "sandbox": stats,
+        }
+
+    def _cleanup(self, connector: Connector, audience: Audience, ids: list[int]) -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("DELETE FROM connectors_delivery WHERE partner_config_id IN "
+                           "(SELECT id FROM connectors_partnerconfig WHERE connector_id = %s)", [connector.pk])  # fmt: skip
+            cursor.execute("DELETE FROM audiences_audiencemembership WHERE audience_id = %s", [audience.pk])
+            cursor.execute(
+                "DELETE FROM audiences_profileidentifier WHERE profile_id BETWEEN %s AND %s", [ids[0], ids[-1]]
+            )
+            AudienceConnection.objects.filter(audience=audience).delete()
+            audience.delete()
+            connector.delete()
+            cursor.execute("DELETE FROM audiences_profile WHERE id BETWEEN %s AND %s", [ids[0], ids[-1]])
