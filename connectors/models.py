@@ -217,7 +217,6 @@ class Delivery(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
-        IN_FLIGHT = "in_flight", "In flight"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
 
@@ -237,25 +236,29 @@ class Delivery(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField()
     next_attempt_at = models.DateTimeField()
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    claim_token = models.CharField(max_length=32, blank=True, default="")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "deliveries"
         indexes = [
-            models.Index(fields=["partner_config", "status", "next_attempt_at"], name="delivery_due"),
+            # Partial indexes keep the hot paths small: what is due, and what finished unsuccessfully.
+            models.Index(
+                fields=["partner_config", "next_attempt_at", "id"],
+                condition=models.Q(status="pending"),
+                name="delivery_due",
+            ),
             # Profile first: serves "older rows of these profiles" and the profile foreign key (deleting profiles).
             models.Index(fields=["profile", "partner_config"], name="delivery_profile_config"),
-            models.Index(fields=["claim_token"], name="delivery_claim"),
-            models.Index(fields=["status", "finished_at"], name="delivery_status_finished"),
+            models.Index(
+                fields=["finished_at"], condition=models.Q(status__in=["failed", "skipped"]), name="delivery_finished"
+            ),
         ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(action__in=["add", "remove", "update"]), name="delivery_action_valid"
             ),
             models.CheckConstraint(
-                condition=models.Q(status__in=["pending", "in_flight", "failed", "skipped"]),
+                condition=models.Q(status__in=["pending", "failed", "skipped"]),
                 name="delivery_status_valid",
             ),
         ]

@@ -183,7 +183,7 @@ def connector_detail(request, pk: int):
                 partner_config__connector=connector, status=Delivery.Status.FAILED
             ).count(),
             "pending_count": Delivery.objects.filter(
-                partner_config__connector=connector, status__in=[Delivery.Status.PENDING, Delivery.Status.IN_FLIGHT]
+                partner_config__connector=connector, status=Delivery.Status.PENDING
             ).count(),
         },
     )

@@ -5,46 +5,81 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audiences', '0001_initial'),
+        ("audiences", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Profile',
+            name="Profile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('external_id', models.CharField(blank=True, max_length=200, null=True, unique=True)),
-                ('attributes', models.JSONField(blank=True, default=dict)),
-                ('consent_ads', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("external_id", models.CharField(blank=True, max_length=200, null=True, unique=True)),
+                ("attributes", models.JSONField(blank=True, default=dict)),
+                ("consent_ads", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='AudienceMembership',
+            name="AudienceMembership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('entered_at', models.DateTimeField(auto_now_add=True)),
-                ('audience', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='audiences.audience')),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='audiences.profile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("entered_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "audience",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="audiences.audience"
+                    ),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="audiences.profile"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('audience', 'profile'), name='audiencemembership_unique')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("audience", "profile"), name="audiencemembership_unique")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ProfileIdentifier',
+            name="ProfileIdentifier",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slot', models.CharField(choices=[('email', 'Email address'), ('phone', 'Phone number'), ('customer_id', 'Customer id'), ('mobile_ad_id', 'Mobile advertising id (IDFA / AAID)'), ('xandr_uid', 'Xandr user id (cookie sync)'), ('google_id', 'Google user id (cookie sync)'), ('ttd_id', 'The Trade Desk id (cookie sync)'), ('meta_fbp', 'Meta browser id (_fbp)'), ('gclid', 'Google click id (gclid)'), ('partner_number', 'Partner number (custom)')], max_length=32)),
-                ('value', models.CharField(max_length=320)),
-                ('profile', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='identifiers', to='audiences.profile')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "slot",
+                    models.CharField(
+                        choices=[
+                            ("email", "Email address"),
+                            ("phone", "Phone number"),
+                            ("customer_id", "Customer id"),
+                            ("mobile_ad_id", "Mobile advertising id (IDFA / AAID)"),
+                            ("xandr_uid", "Xandr user id (cookie sync)"),
+                            ("google_id", "Google user id (cookie sync)"),
+                            ("ttd_id", "The Trade Desk id (cookie sync)"),
+                            ("meta_fbp", "Meta browser id (_fbp)"),
+                            ("gclid", "Google click id (gclid)"),
+                            ("partner_number", "Partner number (custom)"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("value", models.CharField(max_length=320)),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="identifiers", to="audiences.profile"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['profile', 'slot'], name='audiences_p_profile_859ee3_idx')],
-                'constraints': [models.UniqueConstraint(fields=('slot', 'value'), name='profileidentifier_unique_slot_value')],
+                "indexes": [models.Index(fields=["profile", "slot"], name="audiences_p_profile_859ee3_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("slot", "value"), name="profileidentifier_unique_slot_value")
+                ],
             },
         ),
     ]

@@ -2,8 +2,10 @@
 client in partner-sized batches and records every outcome (Delivery, DeliveryAttempt, DailyStat) in one transaction.
 
 One worker at a time holds a configuration's lease, so each profile's changes keep their order; any number of
-workers serve different configurations in parallel. Claimed rows are marked in flight; rows left in flight by a worker
-that died are returned to the queue by the next lease holder, so nothing is lost (at-least-once).
+workers serve different configurations in parallel. On PostgreSQL the claimed rows stay locked (`FOR UPDATE SKIP
+LOCKED`) in one transaction until their outcomes are written: a worker that dies mid-batch rolls back and the rows are
+simply due again (at-least-once, nothing lost). On SQLite the rows are read, sent, then written; they stay pending
+until then, with the same effect.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +28,7 @@ from django.utils import timezone
 from audiences.models import AudienceConnection
 from connectors.delivery import http
 from connectors.delivery.client import PartnerClient, client_class
-from connectors.delivery.sql import chunks, in_clause, is_postgres, table
+from connectors.delivery.sql import chunks, ids_match, is_postgres, table
 from connectors.delivery.stats import stats_increment
 from connectors.delivery.types import CallResult, ClientConfig, Item, ItemResult
 from connectors.models import Connector, Delivery, DeliveryAttempt, Outcome, PartnerConfig
@@ -60,6 +63,9 @@ class _Row:
     journey_id: int | None
     attempts: int
     created_at: datetime
+    consent: bool = True
+    identifiers: dict = field(default_factory=dict)
+    attributes: dict | None = None
 
 
 # --- lease ------------------------------------------------------------------------------------------------------
@@ -121,7 +127,6 @@ def dispatch_config(
         report.lease_busy = True
         return report
     try:
-        _recover_in_flight(config_id)
         deadline = time.monotonic() + (budget_seconds or settings.DAP_DISPATCH_BUDGET_SECONDS)
         while True:
             config = PartnerConfig.objects.select_related("connector").filter(pk=config_id).first()
@@ -140,11 +145,13 @@ def dispatch_config(
             if time.monotonic() >= deadline:
                 report.more_due = _has_due(config_id)
                 return report
-            rows = _claim(config_id, token, _claim_size(config))
-            if not rows:
-                return report
-            report.claimed += len(rows)
-            _process(config, client, token, rows, report, collect_latency)
+            # PostgreSQL: the claim's row locks last until the outcomes are committed.
+            with transaction.atomic() if is_postgres() else nullcontext():
+                rows = _claim(config, _claim_size(config))
+                if not rows:
+                    return report
+                report.claimed += len(rows)
+                _process(config, client, rows, report, collect_latency)
             _renew_lease(config_id, token)
     finally:
         _release_lease(config_id, token)
@@ -169,67 +176,42 @@ def _has_due(config_id: int) -> bool:
     ).exists()
 
 
-def _recover_in_flight(config_id: int) -> None:
-    """We hold the lease: anything still in flight was claimed by a worker that died. Put it back."""
-    n = Delivery.objects.filter(partner_config_id=config_id, status=Delivery.Status.IN_FLIGHT).update(
-        status=Delivery.Status.PENDING, claim_token="", claimed_at=None
-    )
-    if n:
-        logger.warning("config %s: %s deliveries left in flight by a stopped worker were queued again", config_id, n)
-
-
-def _claim(config_id: int, token: str, limit: int) -> list[_Row]:
+def _claim(config: PartnerConfig, limit: int) -> list[_Row]:
+    """Due rows of this configuration with their profile's consent and identifiers, in one query."""
+    partner = config.connector.partner
+    slots = list(partner.identifier_slots_for(config.settings))
+    need_attributes = partner.profile_variables
     now = timezone.now()
     name = table(Delivery)
     lock = "FOR UPDATE SKIP LOCKED" if is_postgres() else ""
+    slot_sql = "(" + ", ".join(["%s"] * len(slots)) + ")" if slots else "(NULL)"
+    attrs = ", p.attributes" if need_attributes else ""
     sql = (
-        f"UPDATE {name} SET status = 'in_flight', claim_token = %s, claimed_at = %s WHERE id IN ("
-        f"SELECT id FROM {name} WHERE partner_config_id = %s AND status = 'pending' AND next_attempt_at <= %s "
-        f"ORDER BY id LIMIT %s {lock}) "
-        f"RETURNING id, profile_id, action, audience_id, journey_id, attempts, created_at"
+        f"SELECT d.id, d.profile_id, d.action, d.audience_id, d.journey_id, d.attempts, d.created_at, "
+        f"p.consent_ads, i.slot, i.value{attrs} FROM ("
+        f"SELECT id, profile_id, action, audience_id, journey_id, attempts, created_at FROM {name} "
+        f"WHERE partner_config_id = %s AND status = 'pending' AND next_attempt_at <= %s "
+        f"ORDER BY next_attempt_at, id LIMIT %s {lock}) d "
+        f"JOIN audiences_profile p ON p.id = d.profile_id "
+        f"LEFT JOIN audiences_profileidentifier i ON i.profile_id = d.profile_id AND i.slot IN {slot_sql}"
     )
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, [token, now, config_id, now, limit])
-        fetched = cursor.fetchall()
-    rows = [_Row(*r) for r in fetched]
-    for r in rows:  # SQLite hands raw SQL datetimes back as text or naive values (stored in UTC)
-        if isinstance(r.created_at, str):
-            r.created_at = datetime.fromisoformat(r.created_at)
-        if r.created_at.tzinfo is None:
-            r.created_at = r.created_at.replace(tzinfo=UTC)
-    rows.sort(key=lambda r: r.id)
-    return rows
-
-
-def _profiles(token: str, slots: tuple[str, ...], need_attributes: bool) -> tuple[dict, set, dict]:
-    """identifiers {profile: {slot: value}}, profiles without ad consent, attributes {profile: dict}."""
-    d, p = table(Delivery), "audiences_profile"
-    pi = "audiences_profileidentifier"
-    slot_sql, slot_params = in_clause(list(slots)) if slots else ("(NULL)", [])
-    identifiers: dict[int, dict[str, str]] = defaultdict(dict)
-    no_consent: set[int] = set()
-    attributes: dict[int, dict] = {}
+    rows: dict[int, _Row] = {}
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT i.profile_id, i.slot, i.value FROM {d} d JOIN {pi} i ON i.profile_id = d.profile_id "
-            f"WHERE d.claim_token = %s AND i.slot IN {slot_sql}",
-            [token, *slot_params],
-        )
-        for profile_id, slot, value in cursor.fetchall():
-            identifiers[profile_id][slot] = value
-        attrs = ", p.attributes" if need_attributes else ""
-        cursor.execute(
-            f"SELECT p.id, p.consent_ads{attrs} FROM {d} d JOIN {p} p ON p.id = d.profile_id "
-            f"WHERE d.claim_token = %s" + ("" if need_attributes else " AND NOT p.consent_ads"),
-            [token],
-        )
-        for row in cursor.fetchall():
-            if not row[1]:
-                no_consent.add(row[0])
-            if need_attributes:
-                value = row[2]
-                attributes[row[0]] = value if isinstance(value, dict) else _json(value)
-    return identifiers, no_consent, attributes
+        cursor.execute(sql, [config.pk, now, limit, *slots])
+        for rec in cursor.fetchall():
+            row = rows.get(rec[0])
+            if row is None:
+                created = rec[6]
+                if isinstance(created, str):  # SQLite hands raw datetimes back as text
+                    created = datetime.fromisoformat(created)
+                if created.tzinfo is None:
+                    created = created.replace(tzinfo=UTC)
+                row = rows[rec[0]] = _Row(*rec[:6], created, consent=bool(rec[7]))
+                if need_attributes:
+                    row.attributes = rec[10] if isinstance(rec[10], dict) else _json(rec[10])
+            if rec[8] is not None:
+                row.identifiers[rec[8]] = rec[9]
+    return sorted(rows.values(), key=lambda r: r.id)
 
 
 def _json(value) -> dict:
@@ -244,7 +226,6 @@ class _Outcomes:
         self.delete_ids: list[int] = []
         self.final: dict[tuple, list[int]] = defaultdict(list)  # (status, outcome, code, message, attempts+) -> ids
         self.retry: dict[tuple, list[int]] = defaultdict(list)  # (outcome, code, message, next_at) -> ids
-        self.back_to_queue: list[int] = []
         self.stats: Counter = Counter()
         self.attempts: list[DeliveryAttempt] = []
 
@@ -254,7 +235,7 @@ class _Outcomes:
         ] += n
 
 
-def _process(config: PartnerConfig, client: PartnerClient, token: str, rows: list[_Row], report, collect_latency):
+def _process(config: PartnerConfig, client: PartnerClient, rows: list[_Row], report, collect_latency):
     partner = config.connector.partner
     slots = partner.identifier_slots_for(config.settings)
     acc = _Outcomes(config.pk)
@@ -268,18 +249,15 @@ def _process(config: PartnerConfig, client: PartnerClient, token: str, rows: lis
             report.replaced += 1
         newest[row.profile_id] = row
     live = sorted(newest.values(), key=lambda r: r.id)
-
     connections = _partner_audience_ids(config.pk, {r.audience_id for r in live if r.audience_id})
-    variables_wanted = partner.profile_variables and any(connections.get(a, ("", []))[1] for a in connections)
-    identifiers, no_consent, attributes = _profiles(token, tuple(slots), variables_wanted)
 
     by_action: dict[str, list[tuple[_Row, Item]]] = defaultdict(list)
     for row in live:
-        if row.profile_id in no_consent:
+        if not row.consent:
             acc.final[(Delivery.Status.SKIPPED, Outcome.SKIPPED_NO_CONSENT, "", "", 0)].append(row.id)
             acc.count(Outcome.SKIPPED_NO_CONSENT)
             continue
-        held = identifiers.get(row.profile_id, {})
+        held = row.identifiers
         slot = next((s for s in slots if held.get(s)), None)
         if slot is None:
             acc.final[(Delivery.Status.SKIPPED, Outcome.SKIPPED_NO_IDENTIFIER, "", "", 0)].append(row.id)
@@ -287,9 +265,8 @@ def _process(config: PartnerConfig, client: PartnerClient, token: str, rows: lis
             continue
         partner_audience_id, wanted = connections.get(row.audience_id, ("", []))
         variables = {}
-        if wanted and row.profile_id in attributes:
-            attrs = attributes[row.profile_id]
-            variables = {k: attrs.get(k) for k in wanted}
+        if wanted and row.attributes:
+            variables = {k: row.attributes.get(k) for k in wanted}
         item = Item(
             profile_id=row.profile_id,
             action=row.action,
@@ -306,8 +283,7 @@ def _process(config: PartnerConfig, client: PartnerClient, token: str, rows: lis
     for action, pairs in by_action.items():
         for batch in chunks(pairs, call_size):
             if stop:
-                acc.back_to_queue.extend(r.id for r, _ in batch)
-                continue
+                continue  # paused: these rows stay pending, untouched
             items = [item for _, item in batch]
             try:
                 calls = client.send(action, items)
@@ -323,7 +299,7 @@ def _process(config: PartnerConfig, client: PartnerClient, token: str, rows: lis
             report.calls += len(calls)
             stop = _record_calls(config, action, batch, calls, acc, report, collect_latency) or stop
 
-    _write(config, acc, report)
+    _write(acc, report)
     if stop:
         _pause(config, stop, acc)
         report.paused = stop
@@ -402,48 +378,40 @@ def _record_calls(config, action, batch, calls: list[CallResult], acc: _Outcomes
                 snippet=http.redact(call.snippet),
             )
         )
-    missing = [batch[i][0].id for i in range(len(batch)) if i not in seen]
-    if missing:  # a client that forgot items: retry them rather than lose them
-        acc.back_to_queue.extend(missing)
+    missing = len(batch) - len(seen)
+    if missing:  # a client that forgot items: their rows stay pending and go out again
+        logger.error("config %s: the client returned no result for %s items", config.pk, missing)
     return stop
 
 
-def _write(config: PartnerConfig, acc: _Outcomes, report: DispatchReport) -> None:
+def _write(acc: _Outcomes, report: DispatchReport) -> None:
     """All outcomes of a batch in one transaction: outbox rows, attempts, daily statistics."""
     now = timezone.now()
     name = table(Delivery)
     with transaction.atomic(), connection.cursor() as cursor:
-        for ids in chunks(acc.delete_ids, 20000):
-            sql, params = in_clause(ids)
-            cursor.execute(f"DELETE FROM {name} WHERE id IN {sql}", params)
+        if acc.delete_ids:
+            match, params = ids_match("id", acc.delete_ids)
+            cursor.execute(f"DELETE FROM {name} WHERE {match}", params)
         for (status, outcome, code, message, _), ids in acc.final.items():
-            for part in chunks(ids, 20000):
-                sql, params = in_clause(part)
-                cursor.execute(
-                    f"UPDATE {name} SET status = %s, outcome = %s, partner_error_code = %s, last_error = %s, "
-                    f"attempts = attempts + %s, finished_at = %s, claim_token = '' WHERE id IN {sql}",
-                    [status, outcome, code, message, 1 if status == Delivery.Status.FAILED else 0, now, *params],
-                )
-        for (outcome, code, message, next_at), ids in acc.retry.items():
-            for part in chunks(ids, 20000):
-                sql, params = in_clause(part)
-                cursor.execute(
-                    f"UPDATE {name} SET status = 'pending', outcome = %s, partner_error_code = %s, last_error = %s, "
-                    f"attempts = attempts + 1, next_attempt_at = %s, claim_token = '', claimed_at = NULL "
-                    f"WHERE id IN {sql}",
-                    [outcome, code, message, next_at, *params],
-                )
-        for part in chunks(acc.back_to_queue, 20000):
-            sql, params = in_clause(part)
+            match, params = ids_match("id", ids)
             cursor.execute(
-                f"UPDATE {name} SET status = 'pending', claim_token = '', claimed_at = NULL WHERE id IN {sql}", params
+                f"UPDATE {name} SET status = %s, outcome = %s, partner_error_code = %s, last_error = %s, "
+                f"attempts = attempts + %s, finished_at = %s WHERE {match}",
+                [status, outcome, code, message, 1 if status == Delivery.Status.FAILED else 0, now, *params],
+            )
+        for (outcome, code, message, next_at), ids in acc.retry.items():
+            match, params = ids_match("id", ids)
+            cursor.execute(
+                f"UPDATE {name} SET outcome = %s, partner_error_code = %s, last_error = %s, "
+                f"attempts = attempts + 1, next_attempt_at = %s WHERE {match}",
+                [outcome, code, message, next_at, *params],
             )
         # A retried row must not overtake a newer change for the same profile enqueued meanwhile.
         retry_ids = [i for ids in acc.retry.values() for i in ids]
-        for part in chunks(retry_ids, 20000):
-            sql, params = in_clause(part)
+        if retry_ids:
+            match, params = ids_match("id", retry_ids)
             cursor.execute(
-                f"DELETE FROM {name} WHERE id IN {sql} AND EXISTS (SELECT 1 FROM {name} n "
+                f"DELETE FROM {name} WHERE {match} AND EXISTS (SELECT 1 FROM {name} n "
                 f"WHERE n.partner_config_id = {name}.partner_config_id AND n.profile_id = {name}.profile_id "
                 f"AND n.id > {name}.id)",
                 params,

@@ -18,16 +18,15 @@ from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 
 from audiences.models import AudienceConnection, AudienceMembership
-from connectors.delivery.sql import bulk_insert as _bulk_insert
-from connectors.delivery.sql import chunks, in_clause, is_postgres, table
+from connectors.delivery.sql import ids_match, insert_select_ids, is_postgres, table
 from connectors.delivery.stats import stats_increment
 from connectors.models import Connector, Delivery, Outcome, PartnerConfig
 
 logger = logging.getLogger(__name__)
 
+# Columns set per enqueue call (constants); profile_id comes from the id list.
 COLUMNS = (
     "partner_config_id",
-    "profile_id",
     "action",
     "audience_id",
     "journey_id",
@@ -38,7 +37,6 @@ COLUMNS = (
     "attempts",
     "created_at",
     "next_attempt_at",
-    "claim_token",
     "finished_at",
 )
 
@@ -75,22 +73,15 @@ def deliveries_enqueue(
         for config_id in partner_config_ids:
             if config_id not in status_by_config:
                 continue
-            deactivated = status_by_config[config_id] == Connector.Status.DEACTIVATED
-            if deactivated:
-                rows = (
-                    (config_id, pid, action, audience_id, journey_id, Delivery.Status.SKIPPED,
-                     Outcome.SKIPPED_DEACTIVATED, "", "", 0, now, now, "", now)
-                    for pid in profile_ids
-                )  # fmt: skip
-                result.skipped += _bulk_insert(Delivery, COLUMNS, rows)
+            if status_by_config[config_id] == Connector.Status.DEACTIVATED:
+                constants = (config_id, action, audience_id, journey_id, Delivery.Status.SKIPPED,
+                             Outcome.SKIPPED_DEACTIVATED, "", "", 0, now, now, now)  # fmt: skip
+                result.skipped += insert_select_ids(Delivery, COLUMNS, constants, "profile_id", profile_ids)
                 stats[(config_id, now.date(), Outcome.SKIPPED_DEACTIVATED, "")] += len(profile_ids)
             else:
-                rows = (
-                    (config_id, pid, action, audience_id, journey_id, Delivery.Status.PENDING,
-                     "", "", "", 0, now, now, "", None)
-                    for pid in profile_ids
-                )  # fmt: skip
-                result.pending += _bulk_insert(Delivery, COLUMNS, rows)
+                constants = (config_id, action, audience_id, journey_id, Delivery.Status.PENDING,
+                             "", "", "", 0, now, now, None)  # fmt: skip
+                result.pending += insert_select_ids(Delivery, COLUMNS, constants, "profile_id", profile_ids)
                 active_ids.append(config_id)
         if active_ids:
             result.replaced = _replace_older(active_ids, max_before, profile_ids)
@@ -107,34 +98,28 @@ def _max_id() -> int:
 
 
 def _replace_older(config_ids: list[int], max_before: int, profile_ids: Sequence[int]) -> int:
-    """Drop pending rows older than the ones just written for the same configuration and profile."""
+    """Drop pending rows older than the ones just written for the same configuration and profile.
+
+    Rows a worker is sending right now are locked (PostgreSQL) and skipped: that send completes, then the newer row
+    goes out after it, so the order holds.
+    """
     name = table(Delivery)
-    configs_sql, config_params = in_clause(config_ids)
+    configs_sql, config_params = ids_match("partner_config_id", config_ids)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {name} WHERE status = 'pending' AND id <= %s "
-            f"AND partner_config_id IN {configs_sql} LIMIT 1",
+            f"SELECT 1 FROM {name} WHERE status = 'pending' AND id <= %s AND {configs_sql} LIMIT 1",
             [max_before, *config_params],
         )
         if cursor.fetchone() is None:
             return 0  # nothing older is waiting: the common case for fresh changes
-        removed = 0
-        if is_postgres():
-            cursor.execute(
-                f"DELETE FROM {name} WHERE status = 'pending' AND id <= %s AND partner_config_id = ANY(%s) "
-                f"AND profile_id = ANY(%s)",
-                [max_before, list(config_ids), list(profile_ids)],
-            )
-            return cursor.rowcount
-        for chunk in chunks(list(profile_ids), 20000):
-            profiles_sql, profile_params = in_clause(chunk)
-            cursor.execute(
-                f"DELETE FROM {name} WHERE status = 'pending' AND id <= %s AND partner_config_id IN {configs_sql} "
-                f"AND profile_id IN {profiles_sql}",
-                [max_before, *config_params, *profile_params],
-            )
-            removed += cursor.rowcount
-        return removed
+        profiles_sql, profile_params = ids_match("profile_id", profile_ids)
+        lock = " FOR UPDATE SKIP LOCKED" if is_postgres() else ""
+        cursor.execute(
+            f"DELETE FROM {name} WHERE id IN (SELECT id FROM {name} WHERE status = 'pending' AND id <= %s "
+            f"AND {configs_sql} AND {profiles_sql}{lock})",
+            [max_before, *config_params, *profile_params],
+        )
+        return cursor.rowcount
 
 
 def audience_members_enqueue(*, audience_id: int, profile_ids: Sequence[int], action: str) -> EnqueueResult:
@@ -216,7 +201,7 @@ def deliveries_replay(*, queryset) -> int:
         )
         n = rows.update(
             status=Delivery.Status.PENDING, outcome="", partner_error_code="", last_error="", attempts=0,
-            created_at=now, next_attempt_at=now, finished_at=None, claim_token="", claimed_at=None,
+            created_at=now, next_attempt_at=now, finished_at=None,
         )  # fmt: skip
         if config_ids and settings.DAP_KICK_ON_COMMIT:
             transaction.on_commit(lambda: kick(config_ids))

@@ -2,6 +2,7 @@ import json
 import logging
 
 import pytest
+import responses
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -171,11 +172,18 @@ def test_rename_connector(api):
     assert ConnectorEvent.objects.filter(action="updated").exists()
 
 
-def test_test_connection(api):
-    config = PartnerConfigFactory()
+@responses.activate
+def test_test_connection_calls_the_partner(api):
+    config = PartnerConfigFactory()  # webhook at https://hooks.example.com/dap
+    responses.post("https://hooks.example.com/dap", status=204)
     response = api.post(f"/api/v1/partner-configs/{config.pk}/test/")
     assert response.status_code == 200
     assert response.json()["ok"] is True
+    assert responses.calls[0].request.headers["webhook-signature"].startswith("v1,")
+    responses.replace(responses.POST, "https://hooks.example.com/dap", status=401)
+    refused = api.post(f"/api/v1/partner-configs/{config.pk}/test/").json()
+    assert refused["ok"] is False
+    assert "401" in refused["message"]
 
 
 def test_no_response_ever_contains_a_secret(api):
@@ -189,7 +197,6 @@ def test_no_response_ever_contains_a_secret(api):
         api.get(f"/api/v1/connectors/{connector_id}/configs/"),
         api.get(f"/api/v1/connectors/{connector_id}/configs/{config_id}/"),
         api.get(f"/api/v1/partner-configs/{config_id}/"),
-        api.post(f"/api/v1/partner-configs/{config_id}/test/"),
         api.patch(f"/api/v1/connectors/{connector_id}/configs/{config_id}/", {"name": "X"}, format="json"),
         api.post(f"/api/v1/connectors/{connector_id}/deactivate/"),
     ):
@@ -252,7 +259,7 @@ def test_no_log_line_contains_a_secret(api, caplog):
         {"settings": {"client_secret": "GOCSPX-rotatedSecretForLogs"}},
         format="json",
     )
-    api.post(f"/api/v1/partner-configs/{config_id}/test/")
+    api.post(f"/api/v1/partner-configs/{config_id}/test/")  # DV360: validated, no partner call yet
     api.post(f"/api/v1/connectors/{connector_id}/deactivate/")
     assert "created" in caplog.text
     for secret in (*ALL_TEST_SECRETS, "GOCSPX-rotatedSecretForLogs"):

@@ -175,8 +175,11 @@ class Command(BaseCommand):
 
     def _cleanup(self, connector: Connector, audience: Audience, ids: list[int]) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("DELETE FROM connectors_delivery WHERE partner_config_id IN "
-                           "(SELECT id FROM connectors_partnerconfig WHERE connector_id = %s)", [connector.pk])  # fmt: skip
+            cursor.execute(
+                "DELETE FROM connectors_delivery WHERE partner_config_id IN "
+                "(SELECT id FROM connectors_partnerconfig WHERE connector_id = %s)",
+                [connector.pk],
+            )
             cursor.execute("DELETE FROM audiences_audiencemembership WHERE audience_id = %s", [audience.pk])
             cursor.execute(
                 "DELETE FROM audiences_profileidentifier WHERE profile_id BETWEEN %s AND %s", [ids[0], ids[-1]]

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from connectors import services
@@ -237,12 +238,13 @@ def test_removal_skipped_while_deactivated_is_sent_after_reactivation(fake_clien
 def test_rows_of_a_dead_worker_are_sent_by_the_next_one(fake_client):
     config = PartnerConfigFactory()
     enqueue(config, make_profiles(3))
-    # A worker claimed the rows and died: rows in flight, lease expired.
-    dispatcher._claim(config.pk, "dead-worker", 100)
+    # A worker claimed the rows and died before writing outcomes: its transaction is gone, its lease expired.
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert len(dispatcher._claim(config, 100)) == 3
+        raise RuntimeError("worker killed")
     PartnerConfig.objects.filter(pk=config.pk).update(
         lease_owner="dead-worker", lease_until=timezone.now() - timedelta(seconds=1)
     )
-    assert Delivery.objects.filter(status="in_flight").count() == 3
     report = dispatcher.dispatch_config(config.pk)
     assert report.outcomes == {Outcome.ADDED: 3}
     assert not Delivery.objects.exists()
