@@ -220,14 +220,33 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
 
-    partner_config = models.ForeignKey(PartnerConfig, on_delete=models.CASCADE, related_name="deliveries")
-    profile = models.ForeignKey("audiences.Profile", on_delete=models.CASCADE, related_name="+", db_index=False)
+    # The outbox is a queue of short-lived rows written and deleted in bulk: its references are kept by Django
+    # (on_delete below, run by the ORM) rather than by database foreign-key triggers, which cost more than the
+    # insert itself at 200,000 rows per transaction (measured: 3.6 s of deferred checks per 200k rows).
+    partner_config = models.ForeignKey(
+        PartnerConfig, on_delete=models.CASCADE, related_name="deliveries", db_constraint=False
+    )
+    profile = models.ForeignKey(
+        "audiences.Profile", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     action = models.CharField(max_length=8, choices=Action.choices)
     audience = models.ForeignKey(
-        "audiences.Audience", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+        "audiences.Audience",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     journey = models.ForeignKey(
-        "journeys.Journey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+        "journeys.Journey",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
     outcome = models.CharField(max_length=32, choices=Outcome.choices, blank=True, default="")

@@ -24,7 +24,7 @@ from django.utils import timezone
 from audiences.models import Audience, AudienceConnection, AudienceMembership, Profile, ProfileIdentifier
 from connectors import services
 from connectors.delivery import dispatcher, outbox
-from connectors.delivery.sql import bulk_insert, is_postgres
+from connectors.delivery.sql import bulk_insert, insert_select_ids, is_postgres
 from connectors.models import Connector, Delivery
 
 WEBHOOK_SECRET = "whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQtZm9yLXRoZS1zYW5kYm94"
@@ -134,19 +134,24 @@ class Command(BaseCommand):
             start = time.monotonic()
             now = timezone.now()
             with transaction.atomic():  # the producer's transaction: membership and outbox together
-                bulk_insert(AudienceMembership, ["audience_id", "profile_id", "entered_at"],
-                            ((audience.pk, i, now) for i in ids))  # fmt: skip
+                insert_select_ids(
+                    AudienceMembership, ["audience_id", "entered_at"], [audience.pk, now], "profile_id", ids
+                )
+                members = time.monotonic()
                 outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=ids, action="add")
             enqueued = time.monotonic()
             latencies: list[float] = []
             calls = 0
             outcomes: dict[str, int] = {}
+            phases: dict[str, float] = {}
             while True:
                 report = dispatcher.dispatch_config(config.pk, budget_seconds=3600, collect_latency=True)
                 latencies.extend(report.latencies_ms)
                 calls += report.calls
                 for k, v in report.outcomes.items():
                     outcomes[k] = outcomes.get(k, 0) + v
+                for k, v in report.timings.items():
+                    phases[k] = phases.get(k, 0) + v
                 if report.claimed == 0 or report.paused:
                     break
             seconds = time.monotonic() - start
@@ -162,12 +167,15 @@ class Command(BaseCommand):
             "broker": "redis" if settings.REDIS_URL else "orm",
             "cores": os.cpu_count(),
             "seconds": round(seconds, 3),
+            "membership_seconds": round(members - start, 3),
             "enqueue_seconds": round(enqueued - start, 3),
+            "drain_seconds": round(seconds - (enqueued - start), 3),
             "profiles_per_s": round(n / seconds, 1),
             "p50_ms": round(percentile(latencies, 50), 1),
             "p95_ms": round(percentile(latencies, 95), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "calls": calls,
+            "drain_phases_s": {k: round(v, 3) for k, v in phases.items()},
             "outcomes": outcomes,
             "left_in_outbox": left,
             "sandbox": stats,
