@@ -52,6 +52,7 @@ CONTROL_ENDPOINTS = (
     ("PUT", "/_sandbox/webhooks/<name>", 'register a verification secret: {"secret": "whsec_..."}'),
     ("DELETE", "/_sandbox/webhooks/<name>", "forget a verification secret"),
     ("GET", "/_sandbox/stats[?scope=]", "statistics per scope and partner"),
+    ("GET", "/_sandbox/profiles[?scope=]", "webhook: each profile's last event type and its events in arrival order"),
     ("POST", "/_sandbox/reset[?scope=]", "clear faults, secrets and statistics (all, or one scope)"),
 )
 PARTNER_ENDPOINTS = (
@@ -168,6 +169,14 @@ class SandboxState:
             return {
                 s: {name: self.partners[name].export_stats(st) for name, st in self._scope_stats(s).items()}
                 for s in scopes
+            }
+
+    def profiles(self, scope: str) -> dict[str, Any]:
+        with self.lock:
+            return {
+                name: self.partners[name].export_profiles(st)
+                for name, st in self._scope_stats(scope).items()
+                if hasattr(self.partners[name], "export_profiles")
             }
 
     def reset(self, scope: str | None = None) -> None:
@@ -341,6 +350,8 @@ class Sandbox:
                     state.set_webhook_secret(name, None)
                     return json_response(200, {"name": name, "registered": False})
                 return _error(405, "method not allowed", allow="PUT, DELETE")
+            if sub == "/profiles":
+                return json_response(200, state.profiles(scope or "default"))
             if sub == "/stats":
                 if method != "GET":
                     return _error(405, "method not allowed", allow="GET")

@@ -87,11 +87,21 @@ def handle(request: Request, name: str, state: Any) -> Response:
         payload = json.loads(request.body.decode())
     except (ValueError, UnicodeDecodeError):
         return json_response(400, {"error": "the body is not valid JSON"})
-    return Response(204, b"", stats={"events": _event_types(payload), "id": msg_id})
+    return Response(204, b"", stats={"events": _event_types(payload), "id": msg_id, "last": _last_by_profile(payload)})
+
+
+def _last_by_profile(payload: Any) -> list[tuple[str, str]]:
+    """(profile id, event type) in arrival order, so tests can check each profile's final state and order."""
+    events = payload if isinstance(payload, list) else [payload]
+    out = []
+    for event in events:
+        if isinstance(event, dict) and isinstance(event.get("data"), dict) and "profile_id" in event["data"]:
+            out.append((str(event["data"]["profile_id"]), str(event.get("type"))))
+    return out
 
 
 def new_stats() -> dict[str, Any]:
-    return {"requests": 0, "events": {}, "unique_ids": set(), "errors": 0}
+    return {"requests": 0, "events": {}, "unique_ids": set(), "errors": 0, "last": {}, "history": {}}
 
 
 def apply_stats(stats: dict[str, Any], deltas: dict[str, Any]) -> None:
@@ -99,7 +109,16 @@ def apply_stats(stats: dict[str, Any], deltas: dict[str, Any]) -> None:
     for kind, n in deltas["events"].items():
         events[kind] = events.get(kind, 0) + n
     stats["unique_ids"].add(deltas["id"])
+    for profile_id, kind in deltas.get("last", ()):
+        stats["last"][profile_id] = kind
+        stats["history"].setdefault(profile_id, []).append(kind)
 
 
 def export_stats(stats: dict[str, Any]) -> dict[str, Any]:
-    return {**stats, "events": dict(stats["events"]), "unique_ids": len(stats["unique_ids"])}
+    plain = {k: v for k, v in stats.items() if k not in ("last", "history")}
+    return {**plain, "events": dict(stats["events"]), "unique_ids": len(stats["unique_ids"])}
+
+
+def export_profiles(stats: dict[str, Any]) -> dict[str, Any]:
+    """Per profile: the last event type received and every type in arrival order."""
+    return {"last": dict(stats["last"]), "history": {k: list(v) for k, v in stats["history"].items()}}

@@ -1,0 +1,282 @@
+"""End to end through the local partner sandbox: real clients, real HTTP on loopback, real dispatcher."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from audiences.models import Audience, AudienceConnection
+from connectors import services
+from connectors.delivery import dispatcher, outbox
+from connectors.models import DailyStat, Delivery, DeliveryAttempt, PartnerConfig
+from tests.connectors.delivery.conftest import make_profiles
+from tests.factories import VALID_SETTINGS, WEBHOOK_SECRET
+
+ROOT = Path(settings.BASE_DIR)
+META_AUDIENCE = "23850000000001"
+
+
+@pytest.fixture(autouse=True)
+def fresh_clients():
+    dispatcher._clients.clear()
+    yield
+    dispatcher._clients.clear()
+
+
+def stats(config):
+    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
+
+
+def sandbox_stats(sandbox, scope):
+    return requests.get(f"{sandbox.url}/_sandbox/stats?scope={scope}", timeout=5).json()[scope]
+
+
+def fault(sandbox, scope, **body):
+    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"scope": scope, **body}, timeout=5)
+    assert response.status_code == 201, response.text
+
+
+def connect(partner_key, sandbox, scope, partner_audience_id, **settings_override):
+    connector = services.connector_create(
+        partner_key=partner_key,
+        name=f"{partner_key} {scope}",
+        settings={**VALID_SETTINGS[partner_key], **settings_override},
+        base_url_override=f"{sandbox.url}/c/{scope}",
+    )
+    config = connector.configs.get()
+    audience = Audience.objects.create(name=f"audience {scope}")
+    AudienceConnection.objects.create(audience=audience, partner_config=config, partner_audience_id=partner_audience_id)
+    return config, audience
+
+
+def enter(audience, profiles, action="add"):
+    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in profiles], action=action)
+
+
+def drain(config, rounds=20):
+    for _ in range(rounds):
+        report = dispatcher.dispatch_config(config.pk)
+        if report.claimed == 0 or report.paused:
+            return report
+    return report
+
+
+@pytest.mark.django_db
+def test_meta_add_remove_and_skips_reach_partner_and_statistics(sandbox):
+    config, audience = connect("meta_custom_audiences", sandbox, "meta", META_AUDIENCE)
+    emails = make_profiles(30, slot="email", prefix="m")
+    no_identifier = make_profiles(5, slot="customer_id", prefix="x")
+    enter(audience, emails + no_identifier)
+    drain(config)
+    assert sandbox_stats(sandbox, "meta")["meta"]["rows_added"] == 30
+    enter(audience, emails[:10], "remove")
+    drain(config)
+    assert sandbox_stats(sandbox, "meta")["meta"]["rows_removed"] == 10
+    assert stats(config) == {("added", ""): 30, ("removed", ""): 10, ("skipped_no_identifier", ""): 5}
+    attempt = DeliveryAttempt.objects.filter(partner_config=config).first()
+    assert attempt.status_code == 200 and attempt.duration_ms > 0
+
+
+@pytest.mark.django_db
+def test_webhook_deliveries_are_signed_and_counted(sandbox):
+    requests.put(f"{sandbox.url}/_sandbox/webhooks/hook", json={"secret": WEBHOOK_SECRET}, timeout=5)
+    config, audience = connect("webhook", sandbox, "hook", "crm", endpoint_url="https://receiver.example/webhook/hook")
+    enter(audience, make_profiles(20))
+    drain(config)
+    hook = sandbox_stats(sandbox, "hook")["webhook"]
+    assert (hook["events"], hook["unique_ids"], hook["errors"]) == ({"profile.added": 20}, 20, 0)
+    assert stats(config) == {("added", ""): 20}
+
+
+@pytest.mark.django_db
+def test_the_3_second_timeout_holds_against_a_stalling_partner(sandbox, settings):
+    settings.DAP_RETRY_WINDOW_SECONDS = 0  # fail at once, so the outcome is final
+    config, audience = connect("meta_custom_audiences", sandbox, "stall", META_AUDIENCE)
+    assert config.timeout_seconds == 3.0
+    fault(sandbox, "stall", fault="slow", delay_s=6)
+    enter(audience, make_profiles(3, slot="email"))
+    started = time.monotonic()
+    drain(config)
+    elapsed = time.monotonic() - started
+    attempt = DeliveryAttempt.objects.get(partner_config=config)
+    assert attempt.outcome == "timeout" and attempt.status_code is None
+    assert 2.9 <= attempt.duration_ms / 1000 < 4.5
+    assert elapsed < 5.5  # the stalled call was abandoned, not waited for
+    assert stats(config) == {("timeout", ""): 3}
+
+
+@pytest.mark.django_db
+def test_partner_error_codes_reach_statistics(sandbox):
+    config, audience = connect("meta_custom_audiences", sandbox, "perr", META_AUDIENCE)
+    fault(sandbox, "perr", fault="partner_error", code=2650, count=1)
+    enter(audience, make_profiles(4, slot="email"))
+    drain(config)
+    assert stats(config) == {("partner_error", "2650"): 4}
+    failed = Delivery.objects.filter(partner_config=config, status="failed")
+    assert failed.count() == 4 and {d.partner_error_code for d in failed} == {"2650"}
+
+
+@pytest.mark.django_db
+def test_throttling_is_retried_after_retry_after(sandbox):
+    config, audience = connect("webhook", sandbox, "slowdown", "crm", endpoint_url="https://r.example/webhook/s")
+    fault(sandbox, "slowdown", fault="rate_limit", retry_after=120, count=2)
+    enter(audience, make_profiles(2))
+    before = timezone.now()
+    drain(config)
+    rows = Delivery.objects.filter(partner_config=config)
+    assert {(r.status, r.partner_error_code, r.attempts) for r in rows} == {("pending", "429", 1)}
+    assert all(r.next_attempt_at >= before + timedelta(seconds=119) for r in rows)
+    rows.update(next_attempt_at=timezone.now())  # time passes
+    drain(config)
+    assert stats(config) == {("added", ""): 2}
+
+
+@pytest.mark.django_db
+def test_server_errors_are_retried_then_fail_at_the_window(sandbox, settings):
+    config, audience = connect("meta_custom_audiences", sandbox, "storm", META_AUDIENCE)
+    fault(sandbox, "storm", fault="server_error", status=503)
+    enter(audience, make_profiles(2, slot="email"))
+    drain(config)
+    assert set(Delivery.objects.values_list("status", "attempts")) == {("pending", 1)}
+    settings.DAP_RETRY_WINDOW_SECONDS = 0
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    drain(config)
+    assert set(Delivery.objects.values_list("status", "outcome", "attempts")) == {("failed", "partner_error", 2)}
+    assert sum(stats(config).values()) == 2
+
+
+@pytest.mark.django_db
+def test_connection_errors_count_as_other_error(sandbox, settings):
+    settings.DAP_RETRY_WINDOW_SECONDS = 0
+    config, audience = connect("meta_custom_audiences", sandbox, "down", META_AUDIENCE)
+    PartnerConfig.objects.filter(pk=config.pk).update(base_url_override="http://127.0.0.1:9")  # nothing listens
+    enter(audience, make_profiles(2, slot="email"))
+    drain(config)
+    assert stats(config) == {("other_error", ""): 2}
+
+
+@pytest.mark.django_db
+def test_expired_token_pauses_until_the_credentials_change(sandbox):
+    config, audience = connect("meta_custom_audiences", sandbox, "token", META_AUDIENCE)
+    fault(sandbox, "token", fault="expired_token")
+    enter(audience, make_profiles(3, slot="email", prefix="a"))
+    drain(config)
+    config.refresh_from_db()
+    assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
+    assert stats(config) == {("invalid_credentials", ""): 3}
+    # Kept, not lost: later changes wait.
+    enter(audience, make_profiles(2, slot="email", prefix="b"))
+    assert drain(config).paused == "credentials_invalid"
+    requests.delete(f"{sandbox.url}/_sandbox/faults?scope=token", timeout=5)
+    services.partner_config_update(partner_config=config, settings={"access_token": "EAAB-renewed-token-1234567890"})
+    drain(config)
+    assert stats(config)[("added", "")] == 2
+
+
+@pytest.mark.django_db
+def test_a_deactivated_connector_sends_nothing(sandbox):
+    config, audience = connect("meta_custom_audiences", sandbox, "off", META_AUDIENCE)
+    members = make_profiles(3, slot="email", audience=audience)
+    services.connector_deactivate(connector=config.connector)
+    enter(audience, members)
+    assert drain(config).paused == "deactivated"
+    assert sandbox_stats(sandbox, "off")["meta"]["requests"] == 0
+    assert stats(config) == {("skipped_deactivated", ""): 3}
+    services.connector_activate(connector=config.connector)  # re-sync of the current members
+    drain(config)
+    assert sandbox_stats(sandbox, "off")["meta"]["rows_added"] == 3
+
+
+# --- worker processes ---------------------------------------------------------------------------------------------
+def worker_env() -> dict:
+    s = connection.settings_dict
+    if connection.vendor == "postgresql":
+        auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+        url = f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    else:
+        url = f"sqlite:///{s['NAME']}"
+    return {**os.environ, "DATABASE_URL": url, "DAP_KICK_ON_COMMIT": "false", "DAP_LOG_LEVEL": "WARNING"}
+
+
+def start_worker(*args) -> subprocess.Popen:
+    return subprocess.Popen(  # noqa: S603
+        [sys.executable, str(ROOT / "manage.py"), "dispatch", *args],
+        env=worker_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_lost_when_a_worker_is_killed_mid_batch(sandbox):
+    config, audience = connect("meta_custom_audiences", sandbox, "kill", META_AUDIENCE)
+    fault(sandbox, "kill", fault="slow", delay_s=2, count=1)  # the first call stalls: kill the worker during it
+    enter(audience, make_profiles(50, slot="email"))
+    worker = start_worker("--config", str(config.pk))
+    deadline = time.monotonic() + 20
+    while not PartnerConfig.objects.filter(pk=config.pk).exclude(lease_owner="").exists():
+        assert time.monotonic() < deadline, worker.stderr.read().decode() if worker.poll() is not None else "no lease"
+        time.sleep(0.05)
+    time.sleep(0.5)  # the worker holds its claim and waits for the partner
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=10)
+    assert Delivery.objects.filter(partner_config=config, status="pending").count() == 50
+    assert not DailyStat.objects.filter(partner_config=config).exists()
+
+    # After restart (the dead worker's lease has expired) everything is delivered.
+    PartnerConfig.objects.filter(pk=config.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    drain(config)
+    assert not Delivery.objects.filter(partner_config=config).exists()
+    assert stats(config) == {("added", ""): 50}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_profiles_order_holds_with_two_worker_processes(sandbox):
+    if connection.vendor != "postgresql":
+        pytest.skip("two concurrent worker processes are exercised on PostgreSQL (the production database)")
+    configs = []
+    for scope in ("order-a", "order-b"):
+        config, audience = connect("webhook", sandbox, scope, "crm", endpoint_url=f"https://r.example/webhook/{scope}")
+        configs.append((scope, config, audience))
+    profiles = make_profiles(60)
+    expected: dict[tuple[str, int], list[str]] = {}
+    workers = [start_worker("--loop", "25") for _ in range(2)]
+    try:
+        rng = random.Random(7)
+        for round_ in range(8):
+            action = "add" if round_ % 2 == 0 else "remove"
+            for scope, _config, audience in configs:
+                chosen = rng.sample(profiles, 30)
+                enter(audience, chosen, action)
+                for p in chosen:
+                    expected.setdefault((scope, p.pk), []).append(f"profile.{action}ed".replace("removeed", "removed"))
+            time.sleep(0.15)
+        deadline = time.monotonic() + 20
+        while Delivery.objects.filter(status="pending").exists():
+            assert time.monotonic() < deadline, "the workers did not drain the outbox"
+            time.sleep(0.1)
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(timeout=10)
+    assert not Delivery.objects.exclude(status="pending").exists()  # nothing failed or skipped
+    for scope, _config, _audience in configs:
+        received = requests.get(f"{sandbox.url}/_sandbox/profiles?scope={scope}", timeout=5).json()["webhook"]
+        for (s, profile_id), actions in expected.items():
+            if s != scope:
+                continue
+            history = received["history"][str(profile_id)]
+            assert history[-1] == actions[-1], (scope, profile_id, history, actions)
+            # What arrived is the enqueued sequence with superseded changes left out: never out of order.
+            it = iter(actions)
+            assert all(any(kind == a for a in it) for kind in history), (scope, profile_id, history, actions)
