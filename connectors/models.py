@@ -78,9 +78,6 @@ class PartnerConfig(models.Model):
     health = models.CharField(max_length=24, choices=Health.choices, default=Health.OK)
     health_changed_at = models.DateTimeField(null=True, blank=True)
     health_detail = models.CharField(max_length=500, blank=True, default="")
-    # Dispatch lease: one worker at a time sends for a configuration, which keeps each profile's order.
-    lease_owner = models.CharField(max_length=64, blank=True, default="", editable=False)
-    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -284,6 +281,25 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} profile {self.profile_id} -> config {self.partner_config_id} ({self.status})"
+
+
+class DispatchLease(models.Model):
+    """Who may send a shard of a configuration's outbox right now.
+
+    A configuration's profiles are split into shards (profile id modulo DAP_DISPATCH_SHARDS); one worker at a time
+    holds a shard, so each profile's changes keep their order while several workers share a busy configuration.
+    """
+
+    partner_config = models.ForeignKey(PartnerConfig, on_delete=models.CASCADE, related_name="leases")
+    shard = models.PositiveSmallIntegerField()
+    owner = models.CharField(max_length=64, blank=True, default="")
+    until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["partner_config", "shard"], name="dispatchlease_unique_shard")]
+
+    def __str__(self) -> str:
+        return f"config {self.partner_config_id} shard {self.shard}: {self.owner or 'free'}"
 
 
 class DeliveryAttempt(models.Model):

@@ -44,8 +44,12 @@ DAP_ATTEMPT_RETENTION_DAYS = env.int("DAP_ATTEMPT_RETENTION_DAYS", default=14)
 DAP_CLAIM_SIZE = env.int("DAP_CLAIM_SIZE", default=20000)
 DAP_DISPATCH_BUDGET_SECONDS = env.float("DAP_DISPATCH_BUDGET_SECONDS", default=50.0)
 DAP_LEASE_SECONDS = env.float("DAP_LEASE_SECONDS", default=120.0)
+# A configuration's outbox is split into this many shards (by profile id) that workers lease independently.
+DAP_DISPATCH_SHARDS = env.int("DAP_DISPATCH_SHARDS", default=4)
 # Concurrent requests per configuration for one-request-per-profile partners (webhook).
 DAP_HTTP_CONCURRENCY = env.int("DAP_HTTP_CONCURRENCY", default=32)
+# Use HTTP(S)_PROXY / NO_PROXY and .netrc from the environment for partner calls (off: direct egress, faster).
+DAP_HTTP_TRUST_ENV = env.bool("DAP_HTTP_TRUST_ENV", default=False)
 # Kick the dispatcher when an enqueuing transaction commits (the schedule runs every minute anyway).
 DAP_KICK_ON_COMMIT = env.bool("DAP_KICK_ON_COMMIT", default=True)
 

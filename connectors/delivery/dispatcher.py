@@ -1,11 +1,11 @@
 """The dispatcher: claims due outbox rows of one configuration, coalesces, resolves identifiers, calls the partner
 client in partner-sized batches and records every outcome (Delivery, DeliveryAttempt, DailyStat) in one transaction.
 
-One worker at a time holds a configuration's lease, so each profile's changes keep their order; any number of
-workers serve different configurations in parallel. On PostgreSQL the claimed rows stay locked (`FOR UPDATE SKIP
-LOCKED`) in one transaction until their outcomes are written: a worker that dies mid-batch rolls back and the rows are
-simply due again (at-least-once, nothing lost). On SQLite the rows are read, sent, then written; they stay pending
-until then, with the same effect.
+A configuration's profiles are split into shards (profile id modulo DAP_DISPATCH_SHARDS) and one worker at a time
+holds a shard's lease, so each profile's changes keep their order while any number of workers share the work.
+On PostgreSQL the claimed rows stay locked (`FOR UPDATE SKIP LOCKED`) in one transaction until their outcomes are
+written: a worker that dies mid-batch rolls back and the rows are simply due again (at-least-once, nothing lost).
+On SQLite the rows are read, sent, then written; they stay pending until then, with the same effect.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from connectors.delivery.client import PartnerClient, client_class
 from connectors.delivery.sql import chunks, ids_match, is_postgres, table
 from connectors.delivery.stats import stats_increment
 from connectors.delivery.types import CallResult, ClientConfig, Item, ItemResult
-from connectors.models import Connector, Delivery, DeliveryAttempt, Outcome, PartnerConfig
+from connectors.models import Connector, Delivery, DeliveryAttempt, DispatchLease, Outcome, PartnerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -70,22 +70,26 @@ class _Row:
     attributes: dict | None = None
 
 
-# --- lease ------------------------------------------------------------------------------------------------------
-def _acquire_lease(config_id: int, token: str) -> bool:
-    """Compare-and-set on the configuration row: free or expired leases only."""
+# --- leases -----------------------------------------------------------------------------------------------------
+def _acquire_lease(config_id: int, shard: int, token: str) -> bool:
+    """Compare-and-set on the shard's lease row: free or expired leases only."""
     now = timezone.now()
     until = now + timedelta(seconds=settings.DAP_LEASE_SECONDS)
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    return PartnerConfig.objects.filter(free, pk=config_id).update(lease_owner=token, lease_until=until) == 1
+    DispatchLease.objects.get_or_create(partner_config_id=config_id, shard=shard)
+    free = Q(until__isnull=True) | Q(until__lt=now)
+    return (
+        DispatchLease.objects.filter(free, partner_config_id=config_id, shard=shard).update(owner=token, until=until)
+        == 1
+    )
 
 
-def _renew_lease(config_id: int, token: str) -> bool:
+def _renew_lease(config_id: int, shard: int, token: str) -> bool:
     until = timezone.now() + timedelta(seconds=settings.DAP_LEASE_SECONDS)
-    return PartnerConfig.objects.filter(pk=config_id, lease_owner=token).update(lease_until=until) == 1
+    return DispatchLease.objects.filter(partner_config_id=config_id, shard=shard, owner=token).update(until=until) == 1
 
 
-def _release_lease(config_id: int, token: str) -> None:
-    PartnerConfig.objects.filter(pk=config_id, lease_owner=token).update(lease_owner="", lease_until=None)
+def _release_lease(config_id: int, shard: int, token: str) -> None:
+    DispatchLease.objects.filter(partner_config_id=config_id, shard=shard, owner=token).update(owner="", until=None)
 
 
 # --- clients, one pooled session per configuration per process --------------------------------------------------
@@ -122,45 +126,58 @@ def client_for(config: PartnerConfig) -> PartnerClient | None:
 def dispatch_config(
     config_id: int, *, budget_seconds: float | None = None, collect_latency: bool = False
 ) -> DispatchReport:
-    """Send what is due for one configuration, until nothing is due or the time budget is spent."""
+    """Send what is due for one configuration, shard by shard (those no other worker holds), until nothing is due
+    or the time budget is spent."""
     report = DispatchReport(config_id=config_id)
-    token = uuid.uuid4().hex
-    if not _acquire_lease(config_id, token):
-        report.lease_busy = True
-        return report
-    try:
-        deadline = time.monotonic() + (budget_seconds or settings.DAP_DISPATCH_BUDGET_SECONDS)
-        while True:
-            config = PartnerConfig.objects.select_related("connector").filter(pk=config_id).first()
-            if config is None:
-                return report
-            if not config.connector.is_active:
-                report.paused = "deactivated"
-                return report
-            if config.health != PartnerConfig.Health.OK:
-                report.paused = config.health
-                return report
-            client = client_for(config)
-            if client is None:
-                report.paused = "no_client"
-                return report
-            if time.monotonic() >= deadline:
-                report.more_due = _has_due(config_id)
-                return report
-            # PostgreSQL: the claim's row locks last until the outcomes are committed.
-            t0 = time.monotonic()
-            with transaction.atomic() if is_postgres() else nullcontext():
-                rows = _claim(config, _claim_size(config))
-                report.timings["claim"] += time.monotonic() - t0
-                if not rows:
-                    return report
-                report.claimed += len(rows)
-                _process(config, client, rows, report, collect_latency)
-                t1 = time.monotonic()
-            report.timings["commit"] += time.monotonic() - t1
-            _renew_lease(config_id, token)
-    finally:
-        _release_lease(config_id, token)
+    deadline = time.monotonic() + (budget_seconds or settings.DAP_DISPATCH_BUDGET_SECONDS)
+    shards = list(range(settings.DAP_DISPATCH_SHARDS))
+    random.shuffle(shards)  # workers starting together spread over the shards
+    held_elsewhere = 0
+    for shard in shards:
+        token = uuid.uuid4().hex
+        if not _acquire_lease(config_id, shard, token):
+            held_elsewhere += 1
+            continue
+        try:
+            _dispatch_shard(config_id, shard, token, deadline, report, collect_latency)
+        finally:
+            _release_lease(config_id, shard, token)
+        if report.paused or report.more_due:
+            break
+    report.lease_busy = held_elsewhere == len(shards)
+    return report
+
+
+def _dispatch_shard(config_id, shard, token, deadline, report: DispatchReport, collect_latency) -> None:
+    while True:
+        config = PartnerConfig.objects.select_related("connector").filter(pk=config_id).first()
+        if config is None:
+            return
+        if not config.connector.is_active:
+            report.paused = "deactivated"
+            return
+        if config.health != PartnerConfig.Health.OK:
+            report.paused = config.health
+            return
+        client = client_for(config)
+        if client is None:
+            report.paused = "no_client"
+            return
+        if time.monotonic() >= deadline:
+            report.more_due = _has_due(config_id)
+            return
+        t0 = time.monotonic()
+        # PostgreSQL: the claim's row locks last until the outcomes are committed.
+        with transaction.atomic() if is_postgres() else nullcontext():
+            rows = _claim(config, shard, _claim_size(config))
+            report.timings["claim"] += time.monotonic() - t0
+            if not rows:
+                return
+            report.claimed += len(rows)
+            _process(config, client, rows, report, collect_latency)
+            t1 = time.monotonic()
+        report.timings["commit"] += time.monotonic() - t1
+        _renew_lease(config_id, shard, token)
 
 
 def _claim_size(config: PartnerConfig) -> int:
@@ -182,8 +199,8 @@ def _has_due(config_id: int) -> bool:
     ).exists()
 
 
-def _claim(config: PartnerConfig, limit: int) -> list[_Row]:
-    """Due rows of this configuration with their profile's consent and identifiers, in one query."""
+def _claim(config: PartnerConfig, shard: int, limit: int) -> list[_Row]:
+    """Due rows of one shard of this configuration with their profile's consent and identifiers, in one query."""
     partner = config.connector.partner
     slots = list(partner.identifier_slots_for(config.settings))
     need_attributes = partner.profile_variables
@@ -196,14 +213,14 @@ def _claim(config: PartnerConfig, limit: int) -> list[_Row]:
         f"SELECT d.id, d.profile_id, d.action, d.audience_id, d.journey_id, d.attempts, {_epoch('d.created_at')}, "
         f"p.consent_ads, i.slot, i.value{attrs} FROM ("
         f"SELECT id, profile_id, action, audience_id, journey_id, attempts, created_at FROM {name} "
-        f"WHERE partner_config_id = %s AND status = 'pending' AND next_attempt_at <= %s "
+        f"WHERE partner_config_id = %s AND status = 'pending' AND next_attempt_at <= %s AND profile_id %% %s = %s "
         f"ORDER BY next_attempt_at, id LIMIT %s {lock}) d "
         f"JOIN audiences_profile p ON p.id = d.profile_id "
         f"LEFT JOIN audiences_profileidentifier i ON i.profile_id = d.profile_id AND i.slot IN {slot_sql}"
     )
     rows: dict[int, _Row] = {}
     with connection.cursor() as cursor:
-        cursor.execute(sql, [config.pk, now, limit, *slots])
+        cursor.execute(sql, [config.pk, now, settings.DAP_DISPATCH_SHARDS, shard, limit, *slots])
         fetched = cursor.fetchall()
     for rec in fetched:
         row = rows.get(rec[0])

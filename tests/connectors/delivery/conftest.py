@@ -9,6 +9,8 @@ from connectors.delivery.types import CallResult, ItemResult
 @pytest.fixture(autouse=True)
 def no_kick(settings):
     settings.DAP_KICK_ON_COMMIT = False
+    # One shard unless a test is about sharding: batches and fault counts are then easy to reason about.
+    settings.DAP_DISPATCH_SHARDS = 1
 
 
 class FakeClient(PartnerClient):

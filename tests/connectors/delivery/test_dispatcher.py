@@ -7,7 +7,7 @@ from django.utils import timezone
 from connectors import services
 from connectors.delivery import dispatcher, outbox
 from connectors.delivery.types import CallResult, ItemResult
-from connectors.models import DailyStat, Delivery, DeliveryAttempt, Outcome, PartnerConfig
+from connectors.models import DailyStat, Delivery, DeliveryAttempt, DispatchLease, Outcome, PartnerConfig
 from tests.connectors.delivery.conftest import make_profiles
 from tests.factories import AudienceConnectionFactory, PartnerConfigFactory
 
@@ -240,24 +240,45 @@ def test_rows_of_a_dead_worker_are_sent_by_the_next_one(fake_client):
     enqueue(config, make_profiles(3))
     # A worker claimed the rows and died before writing outcomes: its transaction is gone, its lease expired.
     with pytest.raises(RuntimeError), transaction.atomic():
-        assert len(dispatcher._claim(config, 100)) == 3
+        claimed = sum(len(dispatcher._claim(config, shard, 100)) for shard in range(4))
+        assert claimed == 3
         raise RuntimeError("worker killed")
-    PartnerConfig.objects.filter(pk=config.pk).update(
-        lease_owner="dead-worker", lease_until=timezone.now() - timedelta(seconds=1)
-    )
+    for shard in range(4):
+        DispatchLease.objects.create(
+            partner_config=config, shard=shard, owner="dead-worker", until=timezone.now() - timedelta(seconds=1)
+        )
     report = dispatcher.dispatch_config(config.pk)
     assert report.outcomes == {Outcome.ADDED: 3}
     assert not Delivery.objects.exists()
 
 
-def test_a_held_lease_keeps_other_workers_out(fake_client):
+def test_a_held_lease_keeps_other_workers_out(fake_client, settings):
+    settings.DAP_DISPATCH_SHARDS = 4
     config = PartnerConfigFactory()
     enqueue(config, make_profiles(1))
-    PartnerConfig.objects.filter(pk=config.pk).update(
-        lease_owner="other", lease_until=timezone.now() + timedelta(seconds=60)
-    )
+    for shard in range(4):
+        DispatchLease.objects.create(
+            partner_config=config, shard=shard, owner="other", until=timezone.now() + timedelta(seconds=60)
+        )
     assert dispatcher.dispatch_config(config.pk).lease_busy
     assert fake_client.calls == []
+
+
+def test_workers_share_a_configuration_by_shard(fake_client, settings):
+    settings.DAP_DISPATCH_SHARDS = 4
+    config = PartnerConfigFactory()
+    profiles = make_profiles(40)
+    enqueue(config, profiles)
+    # Another worker holds shards 0 and 1: this one sends the profiles of shards 2 and 3 only.
+    for shard in (0, 1):
+        DispatchLease.objects.create(
+            partner_config=config, shard=shard, owner="other", until=timezone.now() + timedelta(seconds=60)
+        )
+    report = dispatcher.dispatch_config(config.pk)
+    sent = {i.profile_id for _, items in fake_client.calls for i in items}
+    assert sent == {p.pk for p in profiles if p.pk % 4 in (2, 3)}
+    assert not report.lease_busy
+    assert Delivery.objects.count() == 40 - len(sent)
 
 
 def test_a_client_crash_loses_nothing(fake_client):

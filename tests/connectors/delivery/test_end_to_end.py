@@ -18,7 +18,7 @@ from django.utils import timezone
 from audiences.models import Audience, AudienceConnection
 from connectors import services
 from connectors.delivery import dispatcher, outbox
-from connectors.models import DailyStat, Delivery, DeliveryAttempt, PartnerConfig
+from connectors.models import DailyStat, Delivery, DeliveryAttempt, DispatchLease, PartnerConfig
 from tests.connectors.delivery.conftest import make_profiles
 from tests.factories import VALID_SETTINGS, WEBHOOK_SECRET
 
@@ -224,7 +224,7 @@ def test_nothing_is_lost_when_a_worker_is_killed_mid_batch(sandbox):
     enter(audience, make_profiles(50, slot="email"))
     worker = start_worker("--config", str(config.pk))
     deadline = time.monotonic() + 20
-    while not PartnerConfig.objects.filter(pk=config.pk).exclude(lease_owner="").exists():
+    while not DispatchLease.objects.filter(partner_config=config).exclude(owner="").exists():
         assert time.monotonic() < deadline, worker.stderr.read().decode() if worker.poll() is not None else "no lease"
         time.sleep(0.05)
     time.sleep(0.5)  # the worker holds its claim and waits for the partner
@@ -234,7 +234,7 @@ def test_nothing_is_lost_when_a_worker_is_killed_mid_batch(sandbox):
     assert not DailyStat.objects.filter(partner_config=config).exists()
 
     # After restart (the dead worker's lease has expired) everything is delivered.
-    PartnerConfig.objects.filter(pk=config.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    DispatchLease.objects.filter(partner_config=config).update(until=timezone.now() - timedelta(seconds=1))
     drain(config)
     assert not Delivery.objects.filter(partner_config=config).exists()
     assert stats(config) == {("added", ""): 50}
