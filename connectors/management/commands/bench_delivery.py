@@ -5,6 +5,7 @@ with the real dispatcher code. Prints one JSON line. Uses whatever DATABASE_URL 
 """
 
 import json
+import multiprocessing
 import os
 import resource
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import requests
@@ -64,10 +66,16 @@ class Command(BaseCommand):
         parser.add_argument("--profiles", type=int, required=True)
         parser.add_argument("--sandbox-url", help="use a running sandbox instead of starting one")
         parser.add_argument("--keep", action="store_true", help="keep the benchmark's rows afterwards")
+        parser.add_argument(
+            "--workers", type=int, default=os.cpu_count() or 1, help="worker processes draining (default: cores)"
+        )
 
-    def handle(self, *args, partner, profiles, sandbox_url=None, keep=False, **options):
+    def handle(self, *args, partner, profiles, sandbox_url=None, keep=False, workers=1, **options):
         if profiles < 1:
             raise CommandError("--profiles must be at least 1")
+        if workers < 1:
+            raise CommandError("--workers must be at least 1")
+        self.workers = workers
         spec = PARTNERS[partner]
         settings.DAP_KICK_ON_COMMIT = False  # this process drains the outbox itself
         settings.DEBUG = False  # as in production: no per-query debug logging
@@ -140,20 +148,7 @@ class Command(BaseCommand):
                 members = time.monotonic()
                 outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=ids, action="add")
             enqueued = time.monotonic()
-            latencies: list[float] = []
-            calls = 0
-            outcomes: dict[str, int] = {}
-            phases: dict[str, float] = {}
-            while True:
-                report = dispatcher.dispatch_config(config.pk, budget_seconds=3600, collect_latency=True)
-                latencies.extend(report.latencies_ms)
-                calls += report.calls
-                for k, v in report.outcomes.items():
-                    outcomes[k] = outcomes.get(k, 0) + v
-                for k, v in report.timings.items():
-                    phases[k] = phases.get(k, 0) + v
-                if report.claimed == 0 or report.paused:
-                    break
+            latencies, outcomes, phases, calls = self._drain(config.pk)
             seconds = time.monotonic() - start
             left = Delivery.objects.filter(partner_config=config).count()
             stats = requests.get(f"{sandbox_url}/_sandbox/stats", timeout=5).json().get("bench", {})
@@ -174,12 +169,38 @@ class Command(BaseCommand):
             "p50_ms": round(percentile(latencies, 50), 1),
             "p95_ms": round(percentile(latencies, 95), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "workers": self.workers,
             "calls": calls,
-            "drain_phases_s": {k: round(v, 3) for k, v in phases.items()},
+            "drain_phases_s_all_workers": {k: round(v, 3) for k, v in phases.items()},
             "outcomes": outcomes,
             "left_in_outbox": left,
             "sandbox": stats,
         }
+
+    def _drain(self, config_id: int):
+        """Drain with `workers` forked processes running the dispatcher (the worker's own code)."""
+        connection.close()  # each process opens its own
+        ctx = multiprocessing.get_context("fork")
+        pipes, procs = [], []
+        for _ in range(self.workers):
+            parent_end, child_end = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_drain_worker, args=(config_id, child_end))
+            proc.start()
+            pipes.append(parent_end)
+            procs.append(proc)
+        latencies: list[float] = []
+        outcomes: Counter = Counter()
+        phases: Counter = Counter()
+        calls = 0
+        for pipe in pipes:
+            lat, out, ph, n = pipe.recv()
+            latencies.extend(lat)
+            outcomes.update(out)
+            phases.update(ph)
+            calls += n
+        for proc in procs:
+            proc.join()
+        return latencies, dict(outcomes), dict(phases), calls
 
     def _cleanup(self, connector: Connector, audience: Audience, ids: list[int]) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -196,3 +217,27 @@ class Command(BaseCommand):
             audience.delete()
             connector.delete()
             cursor.execute("DELETE FROM audiences_profile WHERE id BETWEEN %s AND %s", [ids[0], ids[-1]])
+
+
+def _drain_worker(config_id: int, pipe) -> None:
+    """One worker process: dispatch until nothing of this configuration is pending, then report back."""
+    connection.close()
+    latencies: list[float] = []
+    outcomes: Counter = Counter()
+    phases: Counter = Counter()
+    calls = 0
+    while True:
+        report = dispatcher.dispatch_config(config_id, budget_seconds=3600, collect_latency=True)
+        latencies.extend(report.latencies_ms)
+        outcomes.update(report.outcomes)
+        phases.update(report.timings)
+        calls += report.calls
+        if report.paused:
+            break
+        if report.claimed == 0:
+            if not Delivery.objects.filter(partner_config_id=config_id, status=Delivery.Status.PENDING).exists():
+                break
+            time.sleep(0.005)  # the other workers hold the shards with work left
+    pipe.send((latencies, dict(outcomes), dict(phases), calls))
+    pipe.close()
+    connection.close()

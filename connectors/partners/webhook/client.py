@@ -164,9 +164,7 @@ class Client(PartnerClient):
         return [future.result() for future in futures]
 
     def _post(self, body: bytes, headers: dict[str, str]) -> http.Timed:
-        return http.request(
-            self.session, "POST", self._url, timeout=self.timeout, data=body, headers=headers, allow_redirects=False
-        )
+        return http.fast_request(self.session, "POST", self._url, timeout=self.timeout, body=body, headers=headers)
 
     def _send_one(self, action: str, index: int, item: Item) -> CallResult:
         now = time.time()
