@@ -168,7 +168,9 @@ class Command(BaseCommand):
             "profiles_per_s": round(n / seconds, 1),
             "p50_ms": round(percentile(latencies, 50), 1),
             "p95_ms": round(percentile(latencies, 95), 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            # The largest worker process (the drain) and this process (setup and enqueue), in MB.
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "enqueue_process_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "workers": self.workers,
             "calls": calls,
             "drain_phases_s_all_workers": {k: round(v, 3) for k, v in phases.items()},
