@@ -55,7 +55,9 @@ __all__ = ["is_postgres", "table", "bulk_insert", "in_clause", "chunks"]
 def ids_match(column: str, ids: Sequence[int]) -> tuple[str, list]:
     """`column` matches any of `ids`, as one parameter: an array on PostgreSQL, a JSON array on SQLite."""
     if is_postgres():
-        return f"{column} = ANY(%s)", [list(ids)]
+        # IN (SELECT unnest(…)) is a hashed semi-join whatever the planner believes about the table's size;
+        # `= ANY(array)` degrades to a linear search per row when the statistics are stale (a freshly filled outbox).
+        return f"{column} IN (SELECT unnest(%s::bigint[]))", [list(ids)]
     return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps(list(ids))]
 
 
