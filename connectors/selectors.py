@@ -129,6 +129,25 @@ def connector_has_usages(*, connector: Connector) -> bool:
     )
 
 
+# Delivery filters (API list and replay): validated filter name -> ORM lookup.
+DELIVERY_FILTERS = {
+    "connector": "partner_config__connector_id",
+    "partner_config": "partner_config_id",
+    "status": "status",
+    "outcome": "outcome",
+    "date_from": "created_at__date__gte",
+    "date_to": "created_at__date__lte",
+    "ids": "pk__in",
+}
+
+
+def delivery_filter(queryset, filters: dict):
+    """Narrow deliveries by validated filters (all combined with AND)."""
+    return queryset.filter(
+        **{DELIVERY_FILTERS[name]: value for name, value in filters.items() if name in DELIVERY_FILTERS}
+    )
+
+
 def usage_counts(*, connector_ids) -> dict[int, int]:
     """connector id -> number of audience connections and journey steps using it."""
     counts: dict[int, int] = {}
@@ -153,4 +172,5 @@ __all__ = [
     "connector_history",
     "connector_has_usages",
     "usage_counts",
+    "delivery_filter",
 ]

@@ -257,25 +257,6 @@ class PartnerConfigTestViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSe
         return Response(result.as_dict())
 
 
-def filter_deliveries(queryset, data: dict):
-    """Apply validated DeliveryFilterSerializer data."""
-    if "connector" in data:
-        queryset = queryset.filter(partner_config__connector_id=data["connector"])
-    if "partner_config" in data:
-        queryset = queryset.filter(partner_config_id=data["partner_config"])
-    if "status" in data:
-        queryset = queryset.filter(status=data["status"])
-    if "outcome" in data:
-        queryset = queryset.filter(outcome=data["outcome"])
-    if "date_from" in data:
-        queryset = queryset.filter(created_at__date__gte=data["date_from"])
-    if "date_to" in data:
-        queryset = queryset.filter(created_at__date__lte=data["date_to"])
-    if "ids" in data:
-        queryset = queryset.filter(pk__in=data["ids"])
-    return queryset
-
-
 @extend_schema_view(
     list=extend_schema(
         summary="Deliveries in the outbox: pending, in flight, failed, skipped (delivered ones leave it)",
@@ -298,7 +279,7 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
             return queryset
         filters = DeliveryFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        return filter_deliveries(queryset, filters.validated_data)
+        return selectors.delivery_filter(queryset, filters.validated_data)
 
     @extend_schema(
         summary="Replay failed or skipped deliveries, by ids or by filter",
@@ -309,5 +290,5 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     def replay(self, request):
         body = ReplaySerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        queryset = filter_deliveries(Delivery.objects.all(), body.validated_data)
+        queryset = selectors.delivery_filter(Delivery.objects.all(), body.validated_data)
         return Response({"replayed": outbox.deliveries_replay(queryset=queryset)})

@@ -3,8 +3,8 @@ import html
 import pytest
 
 from connectors.models import Connector, ConnectorEvent, PartnerConfig
+from tests.assertions import assert_no_secret
 from tests.factories import (
-    ALL_TEST_SECRETS,
     DV360_CLIENT_SECRET,
     VALID_SETTINGS,
     AudienceConnectionFactory,
@@ -23,12 +23,6 @@ def settings_data(partner_key, **overrides):
 
 def text(response) -> str:
     return html.unescape(response.content.decode())
-
-
-def assert_no_secret(response):
-    body = response.content.decode()
-    for secret in ALL_TEST_SECRETS:
-        assert secret not in body
 
 
 def test_changelist_shows_deactivated_label(admin_site_client):

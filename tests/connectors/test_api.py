@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from connectors.models import Connector, ConnectorEvent, Outcome, PartnerConfig
 from connectors.partners.registry import all_partners
+from tests.assertions import assert_no_secret
 from tests.factories import (
     ALL_TEST_SECRETS,
     DV360_CLIENT_SECRET,
@@ -27,12 +28,6 @@ DV360_BODY = {
     "config_name": "Brand EU",
     "settings": VALID_SETTINGS["google_dv360"],
 }
-
-
-def assert_no_secret(response):
-    body = response.content.decode()
-    for secret in ALL_TEST_SECRETS:
-        assert secret not in body
 
 
 def test_catalogue_lists_every_partner_with_schema(api):

@@ -6,8 +6,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from connectors.models import Connector, Outcome
+from tests.assertions import assert_no_secret
 from tests.factories import (
-    ALL_TEST_SECRETS,
     DV360_CLIENT_SECRET,
     VALID_SETTINGS,
     AudienceConnectionFactory,
@@ -24,12 +24,6 @@ def form_data(partner_key, **extra):
     data = {f"setting__{k}": v for k, v in VALID_SETTINGS[partner_key].items()}
     data.update(extra)
     return data
-
-
-def assert_no_secret(response):
-    body = response.content.decode()
-    for secret in ALL_TEST_SECRETS:
-        assert secret not in body
 
 
 def test_anonymous_goes_to_login_and_viewer_cannot_change(client, viewer):
