@@ -13,9 +13,10 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from connectors import selectors, services
+from connectors.delivery import outbox
 from connectors.errors import InUseError
 from connectors.forms import add_settings_fields, apply_service_errors, setting_field_name, settings_from_form
-from connectors.models import Connector, ConnectorEvent, DailyStat, PartnerConfig
+from connectors.models import Connector, ConnectorEvent, DailyStat, Delivery, DeliveryAttempt, PartnerConfig
 from connectors.partners.base import Kind
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
 
@@ -396,3 +397,42 @@ class DailyStatAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Written by the platform only: listed for operators, never edited here."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["id", "partner_config", "profile_id", "action", "status", "outcome", "partner_error_code",
+                    "attempts", "created_at", "next_attempt_at"]  # fmt: skip
+    list_filter = ["status", "outcome", "action"]
+    list_select_related = ["partner_config__connector"]
+    actions = ["replay_selected"]
+
+    @admin.action(description="Replay selected failed or skipped deliveries", permissions=["replay"])
+    def replay_selected(self, request, queryset):
+        try:
+            n = outbox.deliveries_replay(queryset=queryset)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+        else:
+            self.message_user(request, f"{n} deliveries queued again.", messages.SUCCESS)
+
+    def has_replay_permission(self, request):
+        return request.user.has_perm("connectors.change_delivery")
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["at", "partner_config", "action", "status_code", "duration_ms", "item_count", "ok_count",
+                    "error_count", "retry_count", "outcome", "partner_error_code", "snippet"]  # fmt: skip
+    list_filter = ["outcome", "status_code"]
+    list_select_related = ["partner_config__connector"]

@@ -220,6 +220,12 @@ def _claim(config: PartnerConfig, shard: int, limit: int) -> list[_Row]:
     )
     rows: dict[int, _Row] = {}
     with connection.cursor() as cursor:
+        if is_postgres():
+            # Walk the partial "due" index in order and stop at the limit. The planner cannot estimate the shard
+            # filter and, on a freshly filled outbox, picks a full scan and a sort instead: with a large backlog
+            # that made every claim read the whole table. SET LOCAL ends with the claim's transaction.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_sort = off")
         cursor.execute(sql, [config.pk, now, settings.DAP_DISPATCH_SHARDS, shard, limit, *slots])
         fetched = cursor.fetchall()
     for rec in fetched:

@@ -144,3 +144,25 @@ def test_rename_in_admin_goes_through_the_service(admin_site_client):
     assert admin_site_client.post(url, {"name": "Fresh name"}).status_code == 302
     connector.refresh_from_db()
     assert connector.name == "Fresh name"
+
+
+def test_deliveries_and_attempts_are_listed_read_only_and_replayable(admin_site_client):
+    from django.utils import timezone
+
+    from audiences.models import Profile
+    from connectors.models import Delivery, DeliveryAttempt
+
+    config = PartnerConfigFactory()
+    profile = Profile.objects.create(external_id="p1")
+    now = timezone.now()
+    row = Delivery.objects.create(
+        partner_config=config, profile=profile, action="add", status="failed", outcome="timeout",
+        created_at=now, next_attempt_at=now, finished_at=now,
+    )  # fmt: skip
+    DeliveryAttempt.objects.create(partner_config=config, at=now, action="add", status_code=503, outcome="timeout")
+    assert admin_site_client.get("/admin/connectors/delivery/").status_code == 200
+    assert admin_site_client.get("/admin/connectors/deliveryattempt/").status_code == 200
+    assert admin_site_client.get("/admin/connectors/delivery/add/").status_code == 403
+    admin_site_client.post("/admin/connectors/delivery/", {"action": "replay_selected", "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert row.status == "pending"
