@@ -56,6 +56,9 @@ class DispatchReport:
         return sum(self.outcomes.values())
 
 
+OK_OUTCOMES = frozenset({Outcome.ADDED, Outcome.REMOVED})
+
+
 @dataclass
 class _Row:
     id: int
@@ -273,11 +276,10 @@ class _Outcomes:
         self.retry: dict[tuple, list[int]] = defaultdict(list)  # (outcome, code, message, next_at) -> ids
         self.stats: Counter = Counter()
         self.attempts: list[DeliveryAttempt] = []
+        self.day = timezone.now().date()
 
     def count(self, outcome: str, code: str = "", n: int = 1) -> None:
-        self.stats[
-            (self.config_id, timezone.now().date(), outcome, code if outcome == Outcome.PARTNER_ERROR else "")
-        ] += n
+        self.stats[(self.config_id, self.day, outcome, code if outcome == Outcome.PARTNER_ERROR else "")] += n
 
 
 def _process(config: PartnerConfig, client: PartnerClient, rows: list[_Row], report, collect_latency):
@@ -377,19 +379,19 @@ def _record_calls(config, action, batch, calls: list[CallResult], acc: _Outcomes
     window = timedelta(seconds=settings.DAP_RETRY_WINDOW_SECONDS)
     stop = ""
     seen: set[int] = set()
+    now_ts = now.timestamp()
     for call in calls:
-        ok = errors = retries = 0
+        errors = retries = 0
+        ok_by_outcome: Counter = Counter()
         for index, result in zip(call.item_indices, call.results, strict=True):
             seen.add(index)
             row, _item = batch[index]
             attempts = row.attempts + 1
-            if result.outcome in (Outcome.ADDED, Outcome.REMOVED):
-                ok += 1
+            if result.outcome in OK_OUTCOMES:
+                ok_by_outcome[result.outcome] += 1
                 acc.delete_ids.append(row.id)
-                acc.count(result.outcome)
-                report.outcomes[result.outcome] += 1
                 if collect_latency:
-                    report.latencies_ms.append((now - row.created_at).total_seconds() * 1000)
+                    report.latencies_ms.append((now_ts - row.created_at.timestamp()) * 1000)
                 continue
             message = http.redact(result.message, 300)
             if result.retryable and not call.credentials_invalid and now - row.created_at < window:
@@ -403,6 +405,10 @@ def _record_calls(config, action, batch, calls: list[CallResult], acc: _Outcomes
             acc.final[(Delivery.Status.FAILED, result.outcome, result.partner_code[:64], message, 1)].append(row.id)
             acc.count(result.outcome, result.partner_code[:64])
             report.outcomes[result.outcome] += 1
+        ok = sum(ok_by_outcome.values())
+        for outcome, n in ok_by_outcome.items():
+            acc.count(outcome, n=n)
+            report.outcomes[outcome] += n
         if call.credentials_invalid:
             stop = PartnerConfig.Health.CREDENTIALS_INVALID
         elif call.endpoint_gone:
