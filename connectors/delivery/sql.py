@@ -39,17 +39,9 @@ def bulk_insert(model, columns: Sequence[str], rows: Iterable[Sequence]) -> int:
     return len(rows)
 
 
-def in_clause(values: Sequence) -> tuple[str, list]:
-    """`IN (%s, …)` for a list of values (callers chunk very long lists)."""
-    return "(" + ", ".join(["%s"] * len(values)) + ")", list(values)
-
-
 def chunks(values: Sequence, size: int = 10000):
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-__all__ = ["is_postgres", "table", "bulk_insert", "in_clause", "chunks"]
 
 
 def ids_match(column: str, ids: Sequence[int]) -> tuple[str, list]:
