@@ -9,6 +9,12 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    # Room for every concurrent connect of the concurrency tests (the default backlog of 5 refuses some).
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class Recorded:
     def __init__(self):
         self.requests: list[dict] = []
@@ -56,7 +62,7 @@ def local_server(*, delay: float = 0.0, status: int = 200, body: bytes = b"{}", 
 
         do_GET = do_POST = do_DELETE = _handle
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
