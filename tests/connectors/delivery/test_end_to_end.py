@@ -220,7 +220,7 @@ def start_worker(*args) -> subprocess.Popen:
 @pytest.mark.django_db(transaction=True)
 def test_nothing_is_lost_when_a_worker_is_killed_mid_batch(sandbox):
     config, audience = connect("meta_custom_audiences", sandbox, "kill", META_AUDIENCE)
-    fault(sandbox, "kill", fault="slow", delay_s=2, count=1)  # the first call stalls: kill the worker during it
+    fault(sandbox, "kill", fault="slow", delay_s=4, count=1)  # the first call stalls: kill the worker during it
     enter(audience, make_profiles(50, slot="email"))
     worker = start_worker("--config", str(config.pk))
     deadline = time.monotonic() + 20
