@@ -65,6 +65,19 @@ class _Answer:
     headers: object
 
 
+def _read_body(read1, deadline: float, timeout: float) -> bytes:
+    """Read a streamed body, checking the deadline after every network read (read1 returns after each one), so a
+    server trickling its body is cut off at the deadline."""
+    chunks = []
+    while chunk := read1():
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded(f"response not complete within {timeout:g} s")
+    if time.monotonic() > deadline:
+        raise DeadlineExceeded(f"response not complete within {timeout:g} s")
+    return b"".join(chunks)
+
+
 def request(session: requests.Session, method: str, url: str, *, timeout: float, **kwargs) -> Timed:
     """Send one request with a deadline on the whole exchange, body included.
 
@@ -74,17 +87,9 @@ def request(session: requests.Session, method: str, url: str, *, timeout: float,
     deadline = start + timeout
     response = session.request(method, url, timeout=Timeout(total=timeout), stream=True, **kwargs)
     try:
-        chunks = []
-        # read1 returns after each network read, so a server trickling its body is cut off at the deadline.
-        while chunk := response.raw.read1(65536, decode_content=True):
-            chunks.append(chunk)
-            if time.monotonic() > deadline:
-                raise DeadlineExceeded(f"response not complete within {timeout:g} s")
-        if time.monotonic() > deadline:
-            raise DeadlineExceeded(f"response not complete within {timeout:g} s")
+        body = _read_body(lambda: response.raw.read1(65536, decode_content=True), deadline, timeout)
     finally:
         response.close()
-    body = b"".join(chunks)
     response._content = body  # so .json() / .text work after streaming
     return Timed(response=response, body=body, duration_ms=(time.monotonic() - start) * 1000)
 
@@ -136,13 +141,7 @@ def fast_request(
     except urllib3.exceptions.HTTPError as exc:
         raise requests.exceptions.ConnectionError(str(exc)) from exc
     try:
-        chunks = []
-        while chunk := answer.read1(65536):
-            chunks.append(chunk)
-            if time.monotonic() > deadline:
-                raise DeadlineExceeded(f"response not complete within {timeout:g} s")
-        if time.monotonic() > deadline:
-            raise DeadlineExceeded(f"response not complete within {timeout:g} s")
+        body = _read_body(lambda: answer.read1(65536), deadline, timeout)
     except urllib3.exceptions.TimeoutError as exc:
         raise requests.exceptions.Timeout(str(exc)) from exc
     except urllib3.exceptions.HTTPError as exc:
@@ -151,6 +150,6 @@ def fast_request(
         answer.release_conn()
     return Timed(
         response=_Answer(answer.status, answer.headers),
-        body=b"".join(chunks),
+        body=body,
         duration_ms=(time.monotonic() - start) * 1000,
     )
