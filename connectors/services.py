@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 MIN_TIMEOUT, MAX_TIMEOUT = 0.5, 30.0
 
 
+def _user(actor):
+    """The actor as a stored user reference (None for the system or an unsaved user)."""
+    return actor if getattr(actor, "pk", None) else None
+
+
 def _actor_name(actor) -> str:
     return getattr(actor, "get_username", lambda: "")() if actor is not None else ""
 
@@ -38,7 +43,7 @@ def _record(*, action, connector, actor, config=None, changes=None) -> Connector
         partner_config_name=config.name if config else "",
         action=action,
         changes=changes or {},
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor=_user(actor),
         actor_name=_actor_name(actor),
     )
 
@@ -167,9 +172,7 @@ def connector_create(
     if errors:
         raise _merge_errors(*errors)
 
-    connector = Connector.objects.create(
-        partner_key=partner.key, name=clean_name, created_by=actor if getattr(actor, "pk", None) else None
-    )
+    connector = Connector.objects.create(partner_key=partner.key, name=clean_name, created_by=_user(actor))
     config = PartnerConfig(
         connector=connector,
         name=clean_config_name,
@@ -367,16 +370,20 @@ def partner_config_update(
     return config
 
 
+def _set_status(connector: Connector, status: str, actor) -> None:
+    connector.status = status
+    connector.status_changed_at = timezone.now()
+    connector.status_changed_by = _user(actor)
+    connector.save(update_fields=["status", "status_changed_at", "status_changed_by", "updated_at"])
+
+
 @transaction.atomic
 def connector_deactivate(*, connector: Connector, actor=None) -> bool:
     """Stop all sending for the connector. Idempotent: returns False when it was already deactivated."""
     connector = Connector.objects.select_for_update().get(pk=connector.pk)
     if connector.status == Connector.Status.DEACTIVATED:
         return False
-    connector.status = Connector.Status.DEACTIVATED
-    connector.status_changed_at = timezone.now()
-    connector.status_changed_by = actor if getattr(actor, "pk", None) else None
-    connector.save(update_fields=["status", "status_changed_at", "status_changed_by", "updated_at"])
+    _set_status(connector, Connector.Status.DEACTIVATED, actor)
     _record(action=ConnectorEvent.Action.DEACTIVATED, connector=connector, actor=actor)
     logger.info("connector %s deactivated by %s", connector.pk, _actor_name(actor) or "system")
     return True
@@ -389,10 +396,7 @@ def connector_activate(*, connector: Connector, actor=None) -> bool:
     if connector.status == Connector.Status.ACTIVE:
         return False
     deactivated_at = connector.status_changed_at
-    connector.status = Connector.Status.ACTIVE
-    connector.status_changed_at = timezone.now()
-    connector.status_changed_by = actor if getattr(actor, "pk", None) else None
-    connector.save(update_fields=["status", "status_changed_at", "status_changed_by", "updated_at"])
+    _set_status(connector, Connector.Status.ACTIVE, actor)
     # Re-sync: what changed while deactivated was skipped; send the current members again.
     resynced = outbox.connector_resync(connector=connector, since=deactivated_at)
     _record(action=ConnectorEvent.Action.ACTIVATED, connector=connector, actor=actor, changes={"resynced": resynced})
