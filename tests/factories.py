@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from audiences.models import Audience, AudienceConnection
+from connectors.forms import setting_field_name
 from connectors.models import Connector, DailyStat, Outcome, PartnerConfig
 from journeys.models import Journey, JourneyActivationStep
 
@@ -28,6 +29,11 @@ VALID_SETTINGS = {
     "meta_custom_audiences": {"ad_account_id": "act_1234567890", "access_token": META_TOKEN},
 }
 ALL_TEST_SECRETS = (WEBHOOK_SECRET, DV360_CLIENT_SECRET, DV360_REFRESH_TOKEN, META_TOKEN)
+
+
+def setting_form_data(partner_key: str, **fields) -> dict:
+    """POST data of a page or admin form holding the partner's valid settings, plus `fields`."""
+    return {**{setting_field_name(k): v for k, v in VALID_SETTINGS[partner_key].items()}, **fields}
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -32,7 +32,13 @@ def redact(text: str, limit: int = SNIPPET_LIMIT) -> str:
     return text[:limit]
 
 
-_ORIGINAL_SEND = HTTPAdapter.send
+def _transport_instrumented() -> bool:
+    """True when something replaced requests' HTTPAdapter.send (test mocks such as `responses`, tracing). Checked
+    on the function itself, so it holds whenever this module was imported, before or after the patch."""
+    send = HTTPAdapter.send
+    return getattr(send, "__module__", None) != "requests.adapters" or getattr(send, "__qualname__", "") != (
+        "HTTPAdapter.send"
+    )
 
 
 def new_session(pool_size: int = 16) -> requests.Session:
@@ -120,7 +126,7 @@ def fast_request(
     With DAP_HTTP_TRUST_ENV (proxies from the environment), or when requests' transport is instrumented (the
     `responses` mocks in tests, tracing), it goes through `request` instead.
     """
-    if session.trust_env or requests.adapters.HTTPAdapter.send is not _ORIGINAL_SEND:
+    if session.trust_env or _transport_instrumented():
         return request(session, method, url, timeout=timeout, data=body, headers=headers, allow_redirects=False)
     start = time.monotonic()
     deadline = start + timeout

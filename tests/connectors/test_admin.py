@@ -6,19 +6,13 @@ from connectors.models import Connector, ConnectorEvent, PartnerConfig
 from tests.assertions import assert_no_secret
 from tests.factories import (
     DV360_CLIENT_SECRET,
-    VALID_SETTINGS,
     AudienceConnectionFactory,
     ConnectorFactory,
     PartnerConfigFactory,
+    setting_form_data,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def settings_data(partner_key, **overrides):
-    data = {f"setting__{k}": v for k, v in VALID_SETTINGS[partner_key].items()}
-    data.update(overrides)
-    return data
 
 
 def text(response) -> str:
@@ -42,14 +36,14 @@ def test_add_connector_through_the_service_with_validation(admin_site_client):
     assert form.status_code == 200
     assert "setting__advertiser_id" in form.content.decode()
     bad = admin_site_client.post(
-        url, settings_data("google_dv360", name="DV", config_name="EU", setting__advertiser_id="x")
+        url, setting_form_data("google_dv360", name="DV", config_name="EU", setting__advertiser_id="x")
     )
     assert bad.status_code == 200
     assert "Enter the numeric id (digits only)." in text(bad)
     assert DV360_CLIENT_SECRET not in bad.content.decode()
     assert not Connector.objects.exists()
     ok = admin_site_client.post(
-        url, settings_data("google_dv360", name="DV", config_name="EU", timeout_seconds="3", base_url_override="")
+        url, setting_form_data("google_dv360", name="DV", config_name="EU", timeout_seconds="3", base_url_override="")
     )
     assert ok.status_code == 302, text(ok)
     connector = Connector.objects.get(name="DV")
@@ -67,7 +61,7 @@ def test_partner_config_change_masks_secrets_and_keeps_them(admin_site_client):
     listing = admin_site_client.get("/admin/connectors/partnerconfig/")
     assert_no_secret(listing)
     assert "client_secret: set …" + DV360_CLIENT_SECRET[-4:] in text(listing)
-    data = settings_data(
+    data = setting_form_data(
         "google_dv360", name=config.name, timeout_seconds="4", base_url_override="http://127.0.0.1:8765"
     )
     data["setting__client_secret"] = ""
@@ -92,7 +86,7 @@ def test_second_configuration_refused_for_single_configuration_partner(admin_sit
 def test_add_second_dv360_configuration(admin_site_client):
     config = PartnerConfigFactory(connector__partner_key="google_dv360")
     url = f"/admin/connectors/partnerconfig/add/?connector={config.connector_id}"
-    response = admin_site_client.post(url, settings_data("google_dv360", name="US", timeout_seconds="3"))
+    response = admin_site_client.post(url, setting_form_data("google_dv360", name="US", timeout_seconds="3"))
     assert response.status_code == 302, text(response)
     assert config.connector.configs.count() == 2
 

@@ -9,21 +9,15 @@ from connectors.models import Connector, Outcome
 from tests.assertions import assert_no_secret
 from tests.factories import (
     DV360_CLIENT_SECRET,
-    VALID_SETTINGS,
     AudienceConnectionFactory,
     ConnectorFactory,
     DailyStatFactory,
     JourneyActivationStepFactory,
     PartnerConfigFactory,
+    setting_form_data,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-def form_data(partner_key, **extra):
-    data = {f"setting__{k}": v for k, v in VALID_SETTINGS[partner_key].items()}
-    data.update(extra)
-    return data
 
 
 def test_anonymous_goes_to_login_and_viewer_cannot_change(client, viewer):
@@ -32,7 +26,7 @@ def test_anonymous_goes_to_login_and_viewer_cannot_change(client, viewer):
     assert client.get("/connectors/").status_code == 200
     connector = PartnerConfigFactory().connector
     assert client.post(f"/connectors/{connector.pk}/deactivate/").status_code == 403
-    assert client.post("/connectors/new/google_dv360/", form_data("google_dv360", name="X")).status_code == 403
+    assert client.post("/connectors/new/google_dv360/", setting_form_data("google_dv360", name="X")).status_code == 403
     assert client.post(f"/connectors/{connector.pk}/delete/").status_code == 403
     connector.refresh_from_db()
     assert connector.is_active
@@ -75,7 +69,7 @@ def test_catalogue_lists_both_kinds_with_prerequisites_search_and_filter(markete
 
 def test_form_shows_field_errors_and_creates_nothing(marketer_client):
     response = marketer_client.post(
-        "/connectors/new/google_dv360/", form_data("google_dv360", name="", **{"setting__advertiser_id": "12x"})
+        "/connectors/new/google_dv360/", setting_form_data("google_dv360", name="", **{"setting__advertiser_id": "12x"})
     )
     assert response.status_code == 400
     page = response.content.decode()
@@ -87,7 +81,7 @@ def test_form_shows_field_errors_and_creates_nothing(marketer_client):
 
 def test_create_add_configuration_deactivate_and_guarded_delete(marketer_client):
     response = marketer_client.post(
-        "/connectors/new/google_dv360/", form_data("google_dv360", name="DV360", config_name="Brand EU")
+        "/connectors/new/google_dv360/", setting_form_data("google_dv360", name="DV360", config_name="Brand EU")
     )
     connector = Connector.objects.get(name="DV360")
     assert response.status_code == 302 and response.url == f"/connectors/{connector.pk}/"
@@ -98,7 +92,7 @@ def test_create_add_configuration_deactivate_and_guarded_delete(marketer_client)
 
     add = marketer_client.post(
         f"/connectors/{connector.pk}/configs/new/",
-        form_data("google_dv360", name="Brand US", **{"setting__advertiser_id": "555"}),
+        setting_form_data("google_dv360", name="Brand US", **{"setting__advertiser_id": "555"}),
     )
     assert add.status_code == 302
     assert connector.configs.count() == 2
@@ -124,7 +118,7 @@ def test_edit_configuration_keeps_secret_and_shows_errors(marketer_client):
     page = marketer_client.get(url)
     assert_no_secret(page)
     assert "leave empty to keep" in page.content.decode()
-    data = form_data("google_dv360", name=config.name, timeout_seconds="2.5")
+    data = setting_form_data("google_dv360", name=config.name, timeout_seconds="2.5")
     data["setting__client_secret"] = ""
     data["setting__advertiser_id"] = "777"
     assert marketer_client.post(url, data).status_code == 302
@@ -142,7 +136,7 @@ def test_single_configuration_partner_has_no_add_configuration(marketer_client):
     page = marketer_client.get(f"/connectors/{config.connector_id}/").content.decode()
     assert "Add configuration" not in page
     response = marketer_client.post(
-        f"/connectors/{config.connector_id}/configs/new/", form_data("meta_custom_audiences", name="Two")
+        f"/connectors/{config.connector_id}/configs/new/", setting_form_data("meta_custom_audiences", name="Two")
     )
     assert response.status_code == 302
     assert config.connector.configs.count() == 1
