@@ -121,14 +121,6 @@ def connector_history(*, connector: Connector, limit: int = 50) -> QuerySet[Conn
     return ConnectorEvent.objects.filter(connector=connector).select_related("actor")[:limit]
 
 
-def connector_has_usages(*, connector: Connector) -> bool:
-    ids = connector.configs.values("id")
-    return (
-        AudienceConnection.objects.filter(partner_config_id__in=ids).exists()
-        or JourneyActivationStep.objects.filter(partner_config_id__in=ids).exists()
-    )
-
-
 # Delivery filters (API list and replay): validated filter name -> ORM lookup.
 DELIVERY_FILTERS = {
     "connector": "partner_config__connector_id",
@@ -148,21 +140,6 @@ def delivery_filter(queryset, filters: dict):
     )
 
 
-def usage_counts(*, connector_ids) -> dict[int, int]:
-    """connector id -> number of audience connections and journey steps using it."""
-    counts: dict[int, int] = {}
-    for model in (AudienceConnection, JourneyActivationStep):
-        rows = (
-            model.objects.filter(partner_config__connector_id__in=connector_ids)
-            .values("partner_config__connector_id")
-            .annotate(n=Count("id"))
-        )
-        for row in rows:
-            cid = row["partner_config__connector_id"]
-            counts[cid] = counts.get(cid, 0) + row["n"]
-    return counts
-
-
 __all__ = [
     "connector_list",
     "connector_stats",
@@ -170,7 +147,5 @@ __all__ = [
     "partner_config_usages",
     "connector_live_journeys_with_unpublished_changes",
     "connector_history",
-    "connector_has_usages",
-    "usage_counts",
     "delivery_filter",
 ]

@@ -52,7 +52,3 @@ def get_partner(key: str) -> Partner:
 def all_partners(kind: str | None = None) -> list[Partner]:
     partners = [p for p in _PARTNERS if kind is None or p.kind == kind]
     return sorted(partners, key=lambda p: (p.kind != Kind.SERVER_TO_SERVER, p.name.lower()))
-
-
-def partner_choices() -> list[tuple[str, str]]:
-    return [(p.key, p.name) for p in all_partners()]
