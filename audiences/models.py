@@ -53,7 +53,8 @@ class Audience(models.Model):
 
 
 class AudienceMembership(models.Model):
-    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="memberships")
+    # No index of its own: the unique (audience, profile) index serves every lookup by audience.
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="memberships", db_index=False)
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="memberships")
     entered_at = models.DateTimeField(auto_now_add=True)
 

@@ -39,6 +39,16 @@ def decrypt_secrets(token: str) -> dict[str, str]:
         ) from exc
 
 
+def encrypt_text(text: str) -> str:
+    """One secret string, encrypted (cached partner tokens)."""
+    return _current().encrypt(text.encode()).decode()
+
+
+def decrypt_text(token: str) -> str:
+    """The reverse of `encrypt_text`; raises cryptography's InvalidToken on a foreign or rotated-out value."""
+    return _current().decrypt(token.encode()).decode()
+
+
 def mask(value: str | None) -> dict:
     """What may be shown of a secret: whether it is set, and its last 4 characters when it is long enough."""
     if not value:

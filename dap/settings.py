@@ -48,6 +48,11 @@ DAP_LEASE_SECONDS = env.float("DAP_LEASE_SECONDS", default=120.0)
 DAP_DISPATCH_SHARDS = env.int("DAP_DISPATCH_SHARDS", default=4)
 # Concurrent requests per configuration for one-request-per-profile partners (webhook).
 DAP_HTTP_CONCURRENCY = env.int("DAP_HTTP_CONCURRENCY", default=32)
+# Partner quotas (token buckets per configuration, shared through Redis when REDIS_URL is set): a call waits at most
+# this long for its token; beyond it the items go back to the outbox with the wait as Retry-After.
+DAP_RATE_LIMIT_MAX_WAIT_SECONDS = env.float("DAP_RATE_LIMIT_MAX_WAIT_SECONDS", default=10.0)
+# Cookie-sync tokens (signed profile references placed in sync pixels) are accepted for this long.
+DAP_COOKIE_SYNC_TOKEN_MAX_AGE_SECONDS = env.int("DAP_COOKIE_SYNC_TOKEN_MAX_AGE_SECONDS", default=30 * 86400)
 # Use HTTP(S)_PROXY / NO_PROXY and .netrc from the environment for partner calls (off: direct egress, faster).
 DAP_HTTP_TRUST_ENV = env.bool("DAP_HTTP_TRUST_ENV", default=False)
 # Kick the dispatcher when an enqueuing transaction commits (the schedule runs every minute anyway).

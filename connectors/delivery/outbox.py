@@ -67,7 +67,9 @@ def deliveries_enqueue(
         PartnerConfig.objects.filter(pk__in=partner_config_ids).values_list("pk", "connector__status")
     )
     with transaction.atomic():
-        max_before = _max_id()
+        # Older pending rows these new ones may replace: looked for before writing (one index probe); the common
+        # case of fresh changes then skips the replacement entirely.
+        max_before = _max_id() if _has_pending(config_ids=list(status_by_config)) else None
         active_ids = []
         stats: Counter = Counter()
         for config_id in partner_config_ids:
@@ -83,7 +85,7 @@ def deliveries_enqueue(
                              "", "", "", 0, now, now, None)  # fmt: skip
                 result.pending += insert_select_ids(Delivery, COLUMNS, constants, "profile_id", profile_ids)
                 active_ids.append(config_id)
-        if active_ids:
+        if active_ids and max_before is not None:
             result.replaced = _replace_older(active_ids, max_before, profile_ids)
         stats_increment(stats)
         if active_ids and settings.DAP_KICK_ON_COMMIT:
@@ -97,6 +99,10 @@ def _max_id() -> int:
         return cursor.fetchone()[0]
 
 
+def _has_pending(*, config_ids: list[int]) -> bool:
+    return Delivery.objects.filter(partner_config_id__in=config_ids, status=Delivery.Status.PENDING).exists()
+
+
 def _replace_older(config_ids: list[int], max_before: int, profile_ids: Sequence[int]) -> int:
     """Drop pending rows older than the ones just written for the same configuration and profile.
 
@@ -106,12 +112,6 @@ def _replace_older(config_ids: list[int], max_before: int, profile_ids: Sequence
     name = table(Delivery)
     configs_sql, config_params = ids_match("partner_config_id", config_ids)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {name} WHERE status = 'pending' AND id <= %s AND {configs_sql} LIMIT 1",
-            [max_before, *config_params],
-        )
-        if cursor.fetchone() is None:
-            return 0  # nothing older is waiting: the common case for fresh changes
         profiles_sql, profile_params = ids_match("profile_id", profile_ids)
         lock = " FOR UPDATE SKIP LOCKED" if is_postgres() else ""
         cursor.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 
 from django.db import connection
@@ -44,13 +43,20 @@ def chunks(values: Sequence, size: int = 10000):
         yield values[start : start + size]
 
 
+def id_array(ids: Sequence[int]) -> str:
+    """Integer ids as one text parameter: a PostgreSQL array literal ("{1,2}", cast with ::bigint[]) or a JSON array
+    for SQLite's json_each. Built with one join: adapting a Python list of 200,000 ints costs ten times more."""
+    body = ",".join(map(str, map(int, ids)))
+    return "{" + body + "}" if is_postgres() else "[" + body + "]"
+
+
 def ids_match(column: str, ids: Sequence[int]) -> tuple[str, list]:
     """`column` matches any of `ids`, as one parameter: an array on PostgreSQL, a JSON array on SQLite."""
     if is_postgres():
         # IN (SELECT unnest(…)) is a hashed semi-join whatever the planner believes about the table's size;
         # `= ANY(array)` degrades to a linear search per row when the statistics are stale (a freshly filled outbox).
-        return f"{column} IN (SELECT unnest(%s::bigint[]))", [list(ids)]
-    return f"{column} IN (SELECT value FROM json_each(%s))", [json.dumps(list(ids))]
+        return f"{column} IN (SELECT unnest(%s::bigint[]))", [id_array(ids)]
+    return f"{column} IN (SELECT value FROM json_each(%s))", [id_array(ids)]
 
 
 def insert_select_ids(model, columns: Sequence[str], constants: Sequence, id_column: str, ids: Sequence[int]) -> int:
@@ -60,12 +66,11 @@ def insert_select_ids(model, columns: Sequence[str], constants: Sequence, id_col
         return 0
     cols = ", ".join(connection.ops.quote_name(c) for c in (*columns, id_column))
     consts = ", ".join(["%s"] * len(constants))
+    param = id_array(ids)
     if is_postgres():
-        source, param = "unnest(%s::bigint[]) AS src(v)", list(ids)
-        value = "src.v"
+        source, value = "unnest(%s::bigint[]) AS src(v)", "src.v"
     else:
-        source, param = "json_each(%s) AS src", json.dumps(list(ids))
-        value = "src.value"
+        source, value = "json_each(%s) AS src", "src.value"
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table(model)} ({cols}) SELECT {consts}, {value} FROM {source}", [*constants, param]

@@ -19,7 +19,7 @@ class Action:
     ALL = (ADD, REMOVE, UPDATE)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Item:
     """One profile change to send. `identifier` is the raw value from the profile's slot (normalised by the client)."""
 

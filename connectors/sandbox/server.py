@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import importlib
 import ipaddress
 import json
 import socket
@@ -28,11 +29,26 @@ from socketserver import TCPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
-from connectors.sandbox import DEFAULT_SCOPE, FAULT_KINDS, Fault, Response, json_response, meta, webhook
+from connectors.sandbox import DEFAULT_SCOPE, FAULT_KINDS, Fault, Response, google_oauth, json_response, meta, webhook
 from connectors.sandbox import Request as SandboxRequest
 
-# One line per partner emulation.
-PARTNERS = (meta, webhook)
+
+def _partner_emulations() -> tuple:
+    """Meta and webhook live here; every other partner's emulation is `connectors/partners/<key>/sandbox.py`
+    (one folder per partner), found through the catalogue. Google's OAuth token endpoint is shared."""
+    from connectors.partners.registry import REGISTRY
+
+    found = []
+    for key in REGISTRY:
+        try:
+            found.append(importlib.import_module(f"connectors.partners.{key}.sandbox"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"connectors.partners.{key}.sandbox":
+                raise
+    return (meta, webhook, google_oauth, *found)
+
+
+PARTNERS = _partner_emulations()
 
 CONTROL_PREFIX = "/_sandbox"
 SCOPE_PREFIX = "/c/"
@@ -307,6 +323,10 @@ class Sandbox:
         self.state.record(scope, partner.NAME, response.status >= 400, response.stats)
         return response
 
+    def endpoints(self) -> list[tuple[str, ...]]:
+        """Every emulated partner endpoint: Meta's and the webhook's, then those each emulation lists."""
+        return [*PARTNER_ENDPOINTS, *(e for p in self.partners for e in getattr(p, "ENDPOINTS", ()))]
+
     def control(self, method: str, sub: str, query: str, body: bytes, scope: str | None) -> Response:
         """The control API (JSON). `?scope=` or a /c/<scope> prefix narrows faults, stats and reset to one scope."""
         state = self.state
@@ -322,7 +342,7 @@ class Sandbox:
                         "partners": [p.NAME for p in self.partners],
                         "fault_kinds": list(FAULT_KINDS),
                         "scope_prefix": "/c/<scope>",
-                        "partner_endpoints": [" ".join(e[:2]) for e in PARTNER_ENDPOINTS],
+                        "partner_endpoints": [" ".join(e[:2]) for e in self.endpoints()],
                         "control_endpoints": [" ".join(e[:2]) for e in CONTROL_ENDPOINTS],
                     },
                 )

@@ -84,7 +84,11 @@ def meta_error(response, status=400):
 def test_start_gives_url_and_port(sandbox):
     assert sandbox.url == f"http://127.0.0.1:{sandbox.port}"
     assert sandbox.port > 0
-    assert requests.get(f"{sandbox.url}/_sandbox").json()["partners"] == ["meta", "webhook"]
+    from connectors.sandbox.server import PARTNERS
+
+    served = requests.get(f"{sandbox.url}/_sandbox").json()["partners"]
+    assert served[:3] == ["meta", "webhook", "google_oauth"]
+    assert served == [p.NAME for p in PARTNERS]
 
 
 def test_unknown_path_is_a_json_404(sandbox, http):

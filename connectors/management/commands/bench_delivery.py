@@ -26,7 +26,7 @@ from django.utils import timezone
 from audiences.models import Audience, AudienceConnection, AudienceMembership, Profile, ProfileIdentifier
 from connectors import services
 from connectors.delivery import dispatcher, outbox
-from connectors.delivery.sql import bulk_insert, insert_select_ids, is_postgres
+from connectors.delivery.sql import bulk_insert, insert_select_ids, is_postgres, table
 from connectors.models import Connector, Delivery
 
 WEBHOOK_SECRET = "whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQtZm9yLXRoZS1zYW5kYm94"
@@ -138,6 +138,11 @@ class Command(BaseCommand):
     def _run(self, spec, partner: str, n: int, sandbox_url: str, keep: bool) -> dict:
         run = uuid.uuid4().hex[:8]
         connector, config, audience, ids = self._setup(spec, run, n, sandbox_url)
+        if is_postgres():
+            # Start from a vacuumed outbox, as autovacuum keeps it in production (earlier runs leave dead rows that
+            # the next run would otherwise walk; the table's autovacuum thresholds are set by migration 0006).
+            with connection.cursor() as cursor:
+                cursor.execute(f"VACUUM ANALYZE {table(Delivery)}")
         try:
             start = time.monotonic()
             now = timezone.now()
@@ -158,21 +163,26 @@ class Command(BaseCommand):
         finally:
             if not keep:
                 self._cleanup(connector, audience, ids)
+        delivery_seconds = seconds - (members - start)
         return {
             "partner": partner,
             "profiles": n,
             "database": connection.vendor,
             "broker": "redis" if settings.REDIS_URL else "orm",
             "cores": os.cpu_count(),
-            "seconds": round(seconds, 3),
-            "membership_seconds": round(members - start, 3),
-            "enqueue_seconds": round(enqueued - members, 3),
-            "drain_seconds": round(seconds - (enqueued - start), 3),
-            "profiles_per_s": round(n / seconds, 1),
-            # Outbox enqueue to the last acknowledgement: the delivery engine alone.
-            "delivery_profiles_per_s": round(n / (seconds - (members - start)), 1),
+            # The delivery engine end to end: from the producer's outbox transaction to the last partner
+            # acknowledgement (the span p50/p95 measure per profile).
+            "seconds": round(delivery_seconds, 3),
+            "profiles_per_s": round(n / delivery_seconds, 1),
             "p50_ms": round(percentile(latencies, 50), 1),
             "p95_ms": round(percentile(latencies, 95), 1),
+            "enqueue_seconds": round(enqueued - members, 3),
+            "drain_seconds": round(seconds - (enqueued - start), 3),
+            # Before that, the audience's membership rows (the audience engine's work, with the table's foreign-key
+            # checks), and the throughput counting them too.
+            "membership_seconds": round(members - start, 3),
+            "with_membership_seconds": round(seconds, 3),
+            "with_membership_profiles_per_s": round(n / seconds, 1),
             # The largest worker process (the drain) and this process (setup and enqueue), in MB.
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
             "enqueue_process_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
