@@ -31,6 +31,9 @@ class LimitsSerializer(serializers.Serializer):
     min_batch_size = serializers.IntegerField()
     max_payload_bytes = serializers.IntegerField(allow_null=True)
     requests_per_minute = serializers.IntegerField(allow_null=True)
+    batch_interval_seconds = serializers.IntegerField(
+        allow_null=True, help_text="Batched partners: the longest a due change waits for a fuller batch."
+    )
     notes = serializers.CharField()
 
 

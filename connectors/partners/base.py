@@ -176,6 +176,9 @@ class Limits:
     max_payload_bytes: int | None = None
     requests_per_minute: int | None = None
     notes: str = ""
+    # Batched partners: due rows are held until `min_batch_size` of them are waiting or the oldest has waited this
+    # long (seconds); None = send as soon as rows are due.
+    batch_interval_seconds: int | None = None
 
     def describe(self) -> dict:
         return {
@@ -183,6 +186,7 @@ class Limits:
             "min_batch_size": self.min_batch_size,
             "max_payload_bytes": self.max_payload_bytes,
             "requests_per_minute": self.requests_per_minute,
+            "batch_interval_seconds": self.batch_interval_seconds,
             "notes": self.notes,
         }
 
