@@ -41,6 +41,8 @@ class DispatchReport:
     config_id: int
     lease_busy: bool = False
     paused: str = ""
+    # A batched partner's due rows are being held for a fuller batch (see Limits.batch_interval_seconds).
+    accumulating: bool = False
     claimed: int = 0
     replaced: int = 0
     calls: int = 0
@@ -133,7 +135,12 @@ def dispatch_config(
     or the time budget is spent."""
     report = DispatchReport(config_id=config_id)
     deadline = time.monotonic() + (budget_seconds or settings.DAP_DISPATCH_BUDGET_SECONDS)
-    shards = list(range(settings.DAP_DISPATCH_SHARDS))
+    config = PartnerConfig.objects.select_related("connector").filter(pk=config_id).first()
+    limits = config.connector.partner.limits if config is not None else None
+    if limits is not None and not _batch_ready(config_id, limits):
+        report.accumulating = True
+        return report
+    shards = list(range(_shard_count(limits)))
     random.shuffle(shards)  # workers starting together spread over the shards
     held_elsewhere = 0
     for shard in shards:
@@ -149,6 +156,29 @@ def dispatch_config(
             break
     report.lease_busy = held_elsewhere == len(shards)
     return report
+
+
+def _shard_count(limits) -> int:
+    """Partners with a minimum batch size get one shard, so a send is never split below their minimum."""
+    if limits is not None and limits.min_batch_size > 1:
+        return 1
+    return max(1, settings.DAP_DISPATCH_SHARDS)
+
+
+def _batch_ready(config_id: int, limits) -> bool:
+    """A batched partner's rows go out once `min_batch_size` of them are due or the oldest due one has waited
+    `batch_interval_seconds`; other partners' rows go out as soon as they are due."""
+    interval = limits.batch_interval_seconds
+    if not interval:
+        return True
+    now = timezone.now()
+    due = Delivery.objects.filter(
+        partner_config_id=config_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now
+    ).order_by()
+    if due.filter(created_at__lte=now - timedelta(seconds=interval)).exists():
+        return True
+    need = max(1, limits.min_batch_size)
+    return due.values("id")[:need].count() >= need
 
 
 def _dispatch_shard(config_id, shard, token, deadline, report: DispatchReport, collect_latency) -> None:
@@ -229,7 +259,7 @@ def _claim(config: PartnerConfig, shard: int, limit: int) -> list[_Row]:
             # that made every claim read the whole table. SET LOCAL ends with the claim's transaction.
             cursor.execute("SET LOCAL enable_seqscan = off")
             cursor.execute("SET LOCAL enable_sort = off")
-        cursor.execute(sql, [config.pk, now, settings.DAP_DISPATCH_SHARDS, shard, limit, *slots])
+        cursor.execute(sql, [config.pk, now, _shard_count(partner.limits), shard, limit, *slots])
         fetched = cursor.fetchall()
     for rec in fetched:
         row = rows.get(rec[0])

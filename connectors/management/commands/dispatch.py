@@ -41,6 +41,7 @@ class Command(BaseCommand):
                         "config": config_id,
                         "lease_busy": report.lease_busy,
                         "paused": report.paused,
+                        "accumulating": report.accumulating,
                         "claimed": report.claimed,
                         "outcomes": dict(report.outcomes),
                         "retried": report.retried,

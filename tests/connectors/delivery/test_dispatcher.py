@@ -329,3 +329,39 @@ def test_dispatch_due_kicks_configs_with_due_work(monkeypatch):
     enqueue(config, make_profiles(1))
     assert tasks.dispatch_due() == 1
     assert kicked == [config.pk] and idle.pk not in kicked
+
+
+@pytest.fixture
+def batched_webhook(monkeypatch, settings):
+    """The webhook partner declared as batched: at least 5 rows per send, or whatever waited 10 minutes."""
+    from dataclasses import replace
+
+    from connectors.partners import registry
+
+    settings.DAP_DISPATCH_SHARDS = 4
+    partner = registry.REGISTRY["webhook"]
+    limits = replace(partner.limits, min_batch_size=5, batch_interval_seconds=600)
+    monkeypatch.setitem(registry.REGISTRY, "webhook", replace(partner, limits=limits))
+
+
+def test_batched_partner_rows_wait_for_a_full_batch_then_go_in_one_send(fake_client, batched_webhook):
+    config = PartnerConfigFactory()
+    profiles = make_profiles(7)
+    enqueue(config, profiles[:4])
+    report = dispatcher.dispatch_config(config.pk)
+    assert report.accumulating and report.claimed == 0 and not fake_client.calls
+    assert Delivery.objects.filter(status=Delivery.Status.PENDING).count() == 4
+    enqueue(config, profiles[4:])
+    report = dispatcher.dispatch_config(config.pk)
+    assert not report.accumulating and report.outcomes == {Outcome.ADDED: 7}
+    # One shard for a partner with a minimum batch: the 7 rows are one send, not split by profile id.
+    assert [len(items) for _, items in fake_client.calls] == [7]
+
+
+def test_batched_partner_rows_go_out_after_the_interval_even_below_the_minimum(fake_client, batched_webhook):
+    config = PartnerConfigFactory()
+    enqueue(config, make_profiles(2))
+    assert dispatcher.dispatch_config(config.pk).accumulating
+    Delivery.objects.update(created_at=timezone.now() - timedelta(minutes=11))
+    report = dispatcher.dispatch_config(config.pk)
+    assert not report.accumulating and report.outcomes == {Outcome.ADDED: 2}
