@@ -4,12 +4,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from connectors import selectors, services
+from connectors import cookie_sync, selectors, services
 from connectors.delivery import outbox
 from connectors.errors import InUseError
 from connectors.forms import (
@@ -390,3 +390,17 @@ def connector_delete(request, pk: int):
         {"connector": connector, "config": None, "usages": usages, "error": error},
         status=status,
     )
+
+
+@require_http_methods(["GET", "HEAD"])
+def cookie_sync_endpoint(request, partner_key: str):
+    """`/sync/<partner key>/`: where a partner's sync pixel sends the browser. A 1x1 GIF when stored; a plain-text
+    400/404 saying why when refused (nothing written)."""
+    try:
+        cookie_sync.cookie_sync_record(partner_key=partner_key, params=dict(request.GET.lists()))
+    except cookie_sync.SyncRefused as refused:
+        response = HttpResponse(refused.message, status=refused.status, content_type="text/plain; charset=utf-8")
+    else:
+        response = HttpResponse(cookie_sync.PIXEL_GIF, content_type="image/gif")
+    response["Cache-Control"] = "no-store"
+    return response

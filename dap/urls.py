@@ -4,11 +4,14 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from connectors import views as connector_views
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="connectors:list", permanent=False)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("connectors/", include("connectors.urls")),
+    path("sync/<slug:partner_key>/", connector_views.cookie_sync_endpoint, name="cookie-sync"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("connectors.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

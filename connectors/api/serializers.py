@@ -243,3 +243,22 @@ class ReplaySerializer(DeliveryFilterSerializer):
 
 class ReplayResultSerializer(serializers.Serializer):
     replayed = serializers.IntegerField()
+
+
+class SyncTokenRequestSerializer(serializers.Serializer):
+    external_id = serializers.CharField(required=False, max_length=200, help_text="The profile's external id.")
+    profile_id = serializers.IntegerField(required=False, min_value=1, help_text="Or the profile's id.")
+
+    def validate(self, attrs):
+        if bool(attrs.get("external_id")) == bool(attrs.get("profile_id")):
+            raise serializers.ValidationError({"non_field_errors": ["Give either external_id or profile_id."]})
+        return attrs
+
+
+class SyncTokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="Put it in place of DAP_SYNC_TOKEN in the cookie-sync snippets.")
+    expires_in = serializers.IntegerField(help_text="Seconds the token is accepted for.")
+    sync_urls = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="Per cookie-sync partner key: the sync path with this token (the partner fills its id parameter).",
+    )

@@ -8,6 +8,7 @@ router.register("partners", views.PartnerViewSet, basename="partner")
 router.register("connectors", views.ConnectorViewSet, basename="connector")
 router.register("partner-configs", views.PartnerConfigTestViewSet, basename="partner-config")
 router.register("deliveries", views.DeliveryViewSet, basename="delivery")
+router.register("cookie-sync/tokens", views.CookieSyncTokenView, basename="cookie-sync-token")
 
 configs = views.ConnectorConfigViewSet
 urlpatterns = [

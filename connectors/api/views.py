@@ -1,5 +1,6 @@
 """REST API: thin views over the connector services and selectors."""
 
+from django.conf import settings
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -9,7 +10,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
-from connectors import selectors, services
+from audiences.models import Profile
+from connectors import cookie_sync, selectors, services
 from connectors.api.serializers import (
     ConnectionTestSerializer,
     ConnectorCreateSerializer,
@@ -26,6 +28,8 @@ from connectors.api.serializers import (
     ReplayResultSerializer,
     ReplaySerializer,
     StatusChangeSerializer,
+    SyncTokenRequestSerializer,
+    SyncTokenSerializer,
     UsagesSerializer,
 )
 from connectors.delivery import outbox
@@ -292,3 +296,33 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         queryset = selectors.delivery_filter(Delivery.objects.all(), body.validated_data)
         return Response({"replayed": outbox.deliveries_replay(queryset=queryset)})
+
+
+class CookieSyncTokenView(viewsets.ViewSet):
+    """Signed profile tokens for cookie-sync pixels, minted by the site's backend for its known visitors."""
+
+    permission_classes = [requires("audiences.change_profile")]  # the token lets a browser write to the profile
+
+    @extend_schema(
+        summary="A cookie-sync token for one profile",
+        request=SyncTokenRequestSerializer,
+        responses={201: SyncTokenSerializer},
+    )
+    def create(self, request):
+        data = SyncTokenRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        lookup = data.validated_data
+        profiles = Profile.objects.all()
+        if lookup.get("external_id"):
+            profile = profiles.filter(external_id=lookup["external_id"]).first()
+        else:
+            profile = profiles.filter(pk=lookup["profile_id"]).first()
+        if profile is None:
+            raise NotFound("No such profile.")
+        token = cookie_sync.sync_token(profile=profile)
+        urls = {
+            p.key: f"/sync/{p.key}/?{cookie_sync.TOKEN_PARAM}={token}&{p.sync_param}="
+            for p in cookie_sync.sync_partners()
+        }
+        body = {"token": token, "expires_in": settings.DAP_COOKIE_SYNC_TOKEN_MAX_AGE_SECONDS, "sync_urls": urls}
+        return Response(SyncTokenSerializer(body).data, status=status.HTTP_201_CREATED)

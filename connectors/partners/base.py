@@ -210,6 +210,11 @@ class Partner:
     settings: tuple[SettingField, ...] = ()
     limits: Limits | None = None
     cookie_sync: bool = False
+    # Tag-based cookie sync (the /sync/<key>/ endpoint): the query parameter carrying the partner's user id, the
+    # pattern a valid id matches, and ids the partner uses for "unknown / opted out" (never stored).
+    sync_param: str = ""
+    sync_id_pattern: str = ""
+    sync_id_refused: tuple[str, ...] = ()
     multiple_configs: bool = False
     profile_variables: bool = False
     error_docs_url: str = ""
@@ -229,6 +234,8 @@ class Partner:
             raise ValueError(f"{self.key}: a server-to-server partner declares its limits")
         if self.kind == Kind.TAG_BASED and not self.snippet_template:
             raise ValueError(f"{self.key}: a tag-based partner declares its snippet")
+        if self.sync_param and not (self.cookie_sync and self.sync_id_pattern and self.identifier_slots):
+            raise ValueError(f"{self.key}: a cookie-sync endpoint needs cookie_sync, an id pattern and a slot")
         if self.identifier_slot_setting and self.identifier_slot_setting not in names:
             raise ValueError(f"{self.key}: identifier_slot_setting names an unknown setting")
 

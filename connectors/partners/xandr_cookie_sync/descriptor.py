@@ -11,13 +11,14 @@ from connectors.partners.base import (
 )
 from connectors.partners.validators import validate_base_url
 
-SYNC_PATH = "/sync/xandr/"
+SYNC_PATH = "/sync/xandr_cookie_sync/"
 
 # Xandr's getuid service replaces $UID in the redirect URL with the visitor's Xandr user id and redirects there.
+# DAP_SYNC_TOKEN is replaced by the site with the visitor's signed profile token (POST /api/v1/cookie-sync/tokens/).
 SNIPPET = """<!-- Xandr cookie sync -->
-<img src="https://ib.adnxs.com/getuid?{platform_base_url}/sync/xandr/?uid=$UID"
+<img src="https://ib.adnxs.com/getuid?{platform_base_url}/sync/xandr_cookie_sync/?p=DAP_SYNC_TOKEN&uid=$UID"
   width="1" height="1" alt="" style="display:none">
-<!-- End Xandr cookie sync -->
+<!-- End Xandr cookie sync: replace DAP_SYNC_TOKEN per visitor with the token from /api/v1/cookie-sync/tokens/ -->
 """
 
 PARTNER = Partner(
@@ -34,6 +35,10 @@ PARTNER = Partner(
     mode=Mode.REAL_TIME,
     identifier_slots=(Slot.XANDR_UID,),
     cookie_sync=True,
+    # Xandr user ids are unsigned 64-bit integers; getuid sends 0 when the browser has no id or opted out.
+    sync_param="uid",
+    sync_id_pattern=r"[0-9]{1,20}",
+    sync_id_refused=("0", "-1"),
     syncs_on=(),
     usable_in=(),
     multiple_configs=False,

@@ -452,7 +452,11 @@ def test_xandr_cookie_sync_pixel_redirects_to_our_endpoint():
     partner = REGISTRY["xandr_cookie_sync"]
     plain, _ = partner.clean_settings({"platform_base_url": "https://dap.example.com/tenant-a"})
     snippet = partner.render_snippet(plain)
-    assert 'src="https://ib.adnxs.com/getuid?https://dap.example.com/tenant-a/sync/xandr/?uid=$UID"\n' in snippet
+    assert (
+        'src="https://ib.adnxs.com/getuid?https://dap.example.com/tenant-a/sync/xandr_cookie_sync/'
+        '?p=DAP_SYNC_TOKEN&uid=$UID"\n'
+        in snippet
+    )
     for bad in ("https://dap.example.com/", "https://dap.example.com/?x=1", 'https://dap.example.com/a"b'):
         assert "platform_base_url" in error_dict(partner, {"platform_base_url": bad})
 
