@@ -48,22 +48,51 @@ def connector_list(*, days: int = 7, search: str = "", status: str = "") -> Quer
     ).order_by("name")
 
 
+# The periods statistics are shown for (days).
+STATS_PERIODS = (7, 30, 90)
+
+
 def connector_stats(*, connector: Connector, days: int = 7) -> dict:
-    """Totals per outcome (and per partner error code) over the last `days` days."""
+    """Totals per outcome over the last `days` days, per day, and the partner error codes with what they mean and
+    where the partner documents them."""
     since = timezone.now().date() - timedelta(days=days - 1)
     rows = (
         DailyStat.objects.filter(partner_config__connector=connector, day__gte=since)
-        .values("outcome", "partner_error_code")
+        .values("day", "outcome", "partner_error_code")
         .annotate(total=Sum("count"))
-        .order_by("outcome", "partner_error_code")
+        .order_by("day", "outcome", "partner_error_code")
     )
     by_outcome = {o.value: 0 for o in Outcome}
+    by_day: dict = {}
     partner_codes: dict[str, int] = {}
     for row in rows:
         by_outcome[row["outcome"]] += row["total"]
+        day = by_day.setdefault(row["day"], {o.value: 0 for o in Outcome})
+        day[row["outcome"]] += row["total"]
         if row["outcome"] == Outcome.PARTNER_ERROR and row["partner_error_code"]:
             partner_codes[row["partner_error_code"]] = partner_codes.get(row["partner_error_code"], 0) + row["total"]
-    return {"days": days, "since": since, "by_outcome": by_outcome, "partner_error_codes": partner_codes}
+    return {
+        "days": days,
+        "since": since,
+        "by_outcome": by_outcome,
+        "by_day": [{"day": day, "outcomes": counts} for day, counts in by_day.items()],
+        "partner_errors": partner_error_rows(connector.partner_key, partner_codes),
+    }
+
+
+def partner_error_rows(partner_key: str, counts: dict[str, int]) -> list[dict]:
+    """Each partner error code with its count, its meaning (from the partner's client) and the partner's error
+    documentation, most frequent first."""
+    from connectors.delivery.client import PartnerClient, client_class
+    from connectors.partners.registry import REGISTRY
+
+    cls = client_class(partner_key) or PartnerClient
+    partner = REGISTRY.get(partner_key)
+    docs_url = partner.error_docs_url if partner else ""
+    return [
+        {"code": code, "count": n, "meaning": cls.error_meaning(code), "docs_url": docs_url}
+        for code, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
 
 
 def partner_config_usages(*, config_ids) -> list[Usage]:

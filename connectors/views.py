@@ -25,7 +25,7 @@ from connectors.models import Connector, Delivery, Outcome, PartnerConfig
 from connectors.partners.base import Kind
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
 
-STATS_PERIODS = (7, 30, 90)
+STATS_PERIODS = selectors.STATS_PERIODS
 
 
 def _perm(codename: str):

@@ -262,3 +262,27 @@ class SyncTokenSerializer(serializers.Serializer):
         child=serializers.CharField(),
         help_text="Per cookie-sync partner key: the sync path with this token (the partner fills its id parameter).",
     )
+
+
+class PartnerErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="The partner's own error code (code or code/subcode).")
+    count = serializers.IntegerField()
+    meaning = serializers.CharField(help_text="What the code means, in plain words ('' when unknown).")
+    docs_url = serializers.CharField(help_text="The partner's error documentation.")
+
+
+class OutcomeCountsField(serializers.DictField):
+    child = serializers.IntegerField()
+
+
+class DayStatsSerializer(serializers.Serializer):
+    day = serializers.DateField()
+    outcomes = OutcomeCountsField(help_text="Profiles per outcome that day.")
+
+
+class ConnectorStatsSerializer(serializers.Serializer):
+    days = serializers.IntegerField()
+    since = serializers.DateField()
+    by_outcome = OutcomeCountsField(help_text="Profiles per outcome over the period.")
+    by_day = DayStatsSerializer(many=True)
+    partner_errors = PartnerErrorSerializer(many=True)

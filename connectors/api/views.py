@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
@@ -17,6 +17,7 @@ from connectors.api.serializers import (
     ConnectorCreateSerializer,
     ConnectorDetailSerializer,
     ConnectorSerializer,
+    ConnectorStatsSerializer,
     ConnectorUpdateSerializer,
     DeliveryFilterSerializer,
     DeliverySerializer,
@@ -160,6 +161,20 @@ class ConnectorViewSet(viewsets.ModelViewSet):
         changed = services.connector_activate(connector=connector, actor=request.user)
         connector.refresh_from_db()
         return Response({"changed": changed, "connector": ConnectorSerializer(connector).data})
+
+    @extend_schema(
+        summary="Delivery statistics: totals per outcome, per day, and partner error codes with their meaning",
+        parameters=[OpenApiParameter("days", int, enum=list(selectors.STATS_PERIODS), description="default 7")],
+        responses=ConnectorStatsSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def stats(self, request, pk=None):
+        connector = self.get_object()
+        days = request.query_params.get("days", "7")
+        if not days.isdigit() or int(days) not in selectors.STATS_PERIODS:
+            allowed = ", ".join(str(d) for d in selectors.STATS_PERIODS)
+            raise ValidationError({"days": [f"Choose one of: {allowed}."]})
+        return Response(ConnectorStatsSerializer(selectors.connector_stats(connector=connector, days=int(days))).data)
 
     @extend_schema(summary="Where the connector is used (audiences, journeys)", responses=UsagesSerializer)
     @action(detail=True, methods=["get"])

@@ -259,3 +259,30 @@ def test_no_log_line_contains_a_secret(api, caplog):
     assert "created" in caplog.text
     for secret in (*ALL_TEST_SECRETS, "GOCSPX-rotatedSecretForLogs"):
         assert secret not in caplog.text
+
+
+def test_stats_give_totals_days_and_partner_errors_with_meaning_and_docs(api, viewer_api):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import DailyStatFactory, PartnerConfigFactory
+
+    config = PartnerConfigFactory(connector__partner_key="meta_custom_audiences")
+    today = timezone.now().date()
+    DailyStatFactory(partner_config=config, day=today, outcome="added", count=40)
+    DailyStatFactory(partner_config=config, day=today - timedelta(days=1), outcome="added", count=2)
+    DailyStatFactory(partner_config=config, day=today, outcome="partner_error", partner_error_code="2650", count=3)
+    DailyStatFactory(partner_config=config, day=today, outcome="partner_error", partner_error_code="100/33", count=5)
+    DailyStatFactory(partner_config=config, day=today - timedelta(days=40), outcome="added", count=1000)
+    response = viewer_api.get(f"/api/v1/connectors/{config.connector_id}/stats/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["days"] == 7 and body["by_outcome"]["added"] == 42 and body["by_outcome"]["partner_error"] == 8
+    assert [d["outcomes"]["added"] for d in body["by_day"]] == [2, 40]
+    first, second = body["partner_errors"]
+    assert (first["code"], first["count"], second["code"], second["count"]) == ("100/33", 5, "2650", 3)
+    assert "does not exist" in first["meaning"] and first["docs_url"].startswith("https://developers.facebook.com")
+    assert api.get(f"/api/v1/connectors/{config.connector_id}/stats/?days=90").json()["by_outcome"]["added"] == 1042
+    bad = api.get(f"/api/v1/connectors/{config.connector_id}/stats/?days=5")
+    assert bad.status_code == 400 and "days" in bad.json()

@@ -180,3 +180,17 @@ def test_tag_based_entry_shows_snippet(marketer_client):
 
 def test_unknown_partner_is_404(marketer_client):
     assert marketer_client.get("/connectors/new/nope/").status_code == 404
+
+
+def test_detail_page_explains_partner_error_codes(marketer_client):
+    from django.utils import timezone
+
+    from tests.factories import DailyStatFactory, PartnerConfigFactory
+
+    config = PartnerConfigFactory(connector__partner_key="meta_custom_audiences")
+    DailyStatFactory(
+        partner_config=config, day=timezone.now().date(), outcome="partner_error", partner_error_code="2650", count=3
+    )
+    page = marketer_client.get(f"/connectors/{config.connector_id}/").content.decode()
+    assert "<code>2650</code>: 3 — Meta could not update the custom audience" in page
+    assert "https://developers.facebook.com/docs/graph-api/guides/error-handling/" in page

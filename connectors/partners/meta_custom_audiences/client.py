@@ -166,7 +166,13 @@ def _json(body: bytes):
 
 
 class Client(PartnerClient):
+    partner = PARTNER
     default_base_url = "https://graph.facebook.com"
+    error_codes = ERROR_CODES
+
+    @classmethod
+    def error_meaning(cls, partner_code: str) -> str:
+        return error_meaning(partner_code)
 
     def __init__(self, config, session):
         super().__init__(config, session)

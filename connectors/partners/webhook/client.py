@@ -29,6 +29,7 @@ from connectors.delivery.client import PartnerClient
 from connectors.delivery.types import Action, CallResult, Item, ItemResult
 from connectors.models import Outcome
 from connectors.partners.webhook import signing
+from connectors.partners.webhook.descriptor import PARTNER
 
 MAX_WORKERS = 32
 EVENT_TYPES = {Action.ADD: "profile.added", Action.REMOVE: "profile.removed", Action.UPDATE: "profile.updated"}
@@ -70,7 +71,13 @@ def _iso(ts: float) -> str:
 
 
 class Client(PartnerClient):
+    partner = PARTNER
     default_base_url = ""
+    error_codes = ERROR_CODES
+
+    @classmethod
+    def error_meaning(cls, partner_code: str) -> str:
+        return error_meaning(partner_code)
 
     def __init__(self, config, session):
         super().__init__(config, session)
