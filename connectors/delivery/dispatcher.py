@@ -137,7 +137,7 @@ def dispatch_config(
     deadline = time.monotonic() + (budget_seconds or settings.DAP_DISPATCH_BUDGET_SECONDS)
     config = PartnerConfig.objects.select_related("connector").filter(pk=config_id).first()
     limits = config.connector.partner.limits if config is not None else None
-    if limits is not None and not _batch_ready(config_id, limits):
+    if limits is not None and not _batch_ready(config, limits):
         report.accumulating = True
         return report
     shards = list(range(_shard_count(limits)))
@@ -165,15 +165,23 @@ def _shard_count(limits) -> int:
     return max(1, settings.DAP_DISPATCH_SHARDS)
 
 
-def _batch_ready(config_id: int, limits) -> bool:
-    """A batched partner's rows go out once `min_batch_size` of them are due or the oldest due one has waited
-    `batch_interval_seconds`; other partners' rows go out as soon as they are due."""
+# A partner may let each configuration choose its batch interval through a setting of this name (minutes).
+BATCH_INTERVAL_SETTING = "batch_interval_minutes"
+
+
+def _batch_ready(config: PartnerConfig, limits) -> bool:
+    """A batched partner's rows go out once `min_batch_size` of them are due or the oldest due one has waited the
+    batch interval (the configuration's `batch_interval_minutes` setting, else `limits.batch_interval_seconds`);
+    other partners' rows go out as soon as they are due."""
     interval = limits.batch_interval_seconds
+    minutes = config.settings.get(BATCH_INTERVAL_SETTING) if isinstance(config.settings, dict) else None
+    if isinstance(minutes, int | float) and minutes > 0:
+        interval = int(minutes * 60)
     if not interval:
         return True
     now = timezone.now()
     due = Delivery.objects.filter(
-        partner_config_id=config_id, status=Delivery.Status.PENDING, next_attempt_at__lte=now
+        partner_config_id=config.pk, status=Delivery.Status.PENDING, next_attempt_at__lte=now
     ).order_by()
     if due.filter(created_at__lte=now - timedelta(seconds=interval)).exists():
         return True

@@ -365,3 +365,14 @@ def test_batched_partner_rows_go_out_after_the_interval_even_below_the_minimum(f
     Delivery.objects.update(created_at=timezone.now() - timedelta(minutes=11))
     report = dispatcher.dispatch_config(config.pk)
     assert not report.accumulating and report.outcomes == {Outcome.ADDED: 2}
+
+
+def test_a_configuration_can_choose_its_batch_interval(fake_client, batched_webhook):
+    config = PartnerConfigFactory()
+    config.settings = {**config.settings, "batch_interval_minutes": 1}
+    config.save()
+    enqueue(config, make_profiles(2))
+    Delivery.objects.update(created_at=timezone.now() - timedelta(seconds=30))
+    assert dispatcher.dispatch_config(config.pk).accumulating
+    Delivery.objects.update(created_at=timezone.now() - timedelta(seconds=61))
+    assert dispatcher.dispatch_config(config.pk).outcomes == {Outcome.ADDED: 2}
