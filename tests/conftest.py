@@ -1,7 +1,30 @@
+import ipaddress
+import socket
+
 import pytest
 from rest_framework.test import APIClient
 
 from tests.factories import UserFactory
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host, *args, **kwargs):
+    """Tests never leave the machine: resolving anything but a loopback name or address fails at once (a partner
+    client that forgot its mock or sandbox URL shows up as a connection error instead of a slow real call)."""
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    try:
+        loopback = name == "localhost" or ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise socket.gaierror(socket.EAI_NONAME, f"tests may only reach loopback, not {name}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only)
 
 
 @pytest.fixture

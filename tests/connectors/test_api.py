@@ -242,8 +242,14 @@ class TestPermissions:
         assert client.get("/api/v1/connectors/").status_code == 200
 
 
+@responses.activate
 def test_no_log_line_contains_a_secret(api, caplog):
     caplog.set_level(logging.DEBUG)
+    responses.post("https://oauth2.googleapis.com/token", json={"access_token": "ya29.test", "expires_in": 3599})
+    responses.get(
+        "https://displayvideo.googleapis.com/v4/advertisers/1234567",
+        json={"advertiserId": "1234567", "displayName": "B"},
+    )
     created = api.post("/api/v1/connectors/", DV360_BODY, format="json")
     connector_id = created.json()["id"]
     config_id = created.json()["configs"][0]["id"]
@@ -254,7 +260,7 @@ def test_no_log_line_contains_a_secret(api, caplog):
         {"settings": {"client_secret": "GOCSPX-rotatedSecretForLogs"}},
         format="json",
     )
-    api.post(f"/api/v1/partner-configs/{config_id}/test/")  # DV360: validated, no partner call yet
+    assert api.post(f"/api/v1/partner-configs/{config_id}/test/").json()["ok"]  # a real (mocked) Google call
     api.post(f"/api/v1/connectors/{connector_id}/deactivate/")
     assert "created" in caplog.text
     for secret in (*ALL_TEST_SECRETS, "GOCSPX-rotatedSecretForLogs"):

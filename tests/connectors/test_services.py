@@ -1,6 +1,7 @@
 import logging
 
 import pytest
+import responses
 from django.core.exceptions import ValidationError
 from django.db.models import ProtectedError
 
@@ -134,7 +135,9 @@ class TestConfigurations:
         assert config.settings["advertiser_id"] == "1234567"
         assert config.timeout_seconds == 3.0
 
+    @responses.activate
     def test_test_connection_validates_stored_settings(self):
+        _mock_dv360()
         config = create_dv360().configs.get()
         assert services.partner_config_test_connection(partner_config=config).ok
         PartnerConfig.objects.filter(pk=config.pk).update(settings={**config.settings, "advertiser_id": "abc"})
@@ -142,6 +145,15 @@ class TestConfigurations:
         result = services.partner_config_test_connection(partner_config=config)
         assert not result.ok
         assert "advertiser_id" in result.errors
+
+
+def _mock_dv360(advertiser_id="1234567"):
+    """Google's token endpoint and the advertiser read DV360's test connection makes."""
+    responses.post("https://oauth2.googleapis.com/token", json={"access_token": "ya29.test", "expires_in": 3599})
+    responses.get(
+        f"https://displayvideo.googleapis.com/v4/advertisers/{advertiser_id}",
+        json={"advertiserId": advertiser_id, "displayName": "Brand EU"},
+    )
 
 
 class TestDeactivation:
@@ -205,7 +217,9 @@ class TestDeleteGuard:
             connection.partner_config.connector.delete()
 
 
+@responses.activate
 def test_service_logs_never_contain_secrets(caplog):
+    _mock_dv360()
     caplog.set_level(logging.DEBUG)
     connector = create_dv360()
     config = connector.configs.get()

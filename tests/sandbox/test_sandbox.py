@@ -454,7 +454,7 @@ def test_control_api_rejects_bad_input(sandbox, http):
         {"fault": "slow", "delay": 1},
         {"fault": "slow", "delay_s": -1},
         {"fault": "gone", "count": 0},
-        {"fault": "gone", "partner": "xandr"},
+        {"fault": "gone", "partner": "no_such_partner"},
         {"fault": "rate_limit", "retry_after": "soon"},
     ):
         response = http.post(url, json=spec)
