@@ -346,8 +346,10 @@ def _process(config: PartnerConfig, client: PartnerClient, rows: list[_Row], rep
         if wanted and row.attributes:
             variables = {k: row.attributes.get(k) for k in wanted}
         # Positional: the hottest constructor of the dispatcher (profile_id, action, slot, identifier, variables,
-        # partner_audience_id, delivery_id).
-        item = Item(row.profile_id, row.action, slot, held[slot], variables, partner_audience_id, row.id)
+        # partner_audience_id, delivery_id, enqueued_at).
+        item = Item(
+            row.profile_id, row.action, slot, held[slot], variables, partner_audience_id, row.id, row.created_ts
+        )
         by_action[row.action].append((row, item))
 
     call_size = _call_size(config)

@@ -21,6 +21,7 @@ from audiences.models import AudienceConnection, AudienceMembership
 from connectors.delivery.sql import ids_match, insert_select_ids, is_postgres, table
 from connectors.delivery.stats import stats_increment
 from connectors.models import Connector, Delivery, Outcome, PartnerConfig
+from connectors.partners.registry import REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,15 @@ def deliveries_enqueue(
     if not partner_config_ids or not profile_ids:
         return result
     now = timezone.now()
-    status_by_config = dict(
-        PartnerConfig.objects.filter(pk__in=partner_config_ids).values_list("pk", "connector__status")
-    )
+    # Configurations whose partner syncs this action: a removal for an add-only partner (CM360 conversions) has
+    # nothing to send, so nothing is queued for it.
+    status_by_config = {
+        pk: status
+        for pk, status, partner_key in PartnerConfig.objects.filter(pk__in=partner_config_ids).values_list(
+            "pk", "connector__status", "connector__partner_key"
+        )
+        if _syncs(partner_key, action)
+    }
     with transaction.atomic():
         # Older pending rows these new ones may replace: looked for before writing (one index probe); the common
         # case of fresh changes then skips the replacement entirely.
@@ -91,6 +98,11 @@ def deliveries_enqueue(
         if active_ids and settings.DAP_KICK_ON_COMMIT:
             transaction.on_commit(lambda: kick(active_ids))
     return result
+
+
+def _syncs(partner_key: str, action: str) -> bool:
+    partner = REGISTRY.get(partner_key)
+    return partner is not None and action in partner.syncs_on
 
 
 def _max_id() -> int:

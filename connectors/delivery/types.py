@@ -33,6 +33,9 @@ class Item:
     partner_audience_id: str = ""
     # Idempotency key of the newest outbox row this item stands for.
     delivery_id: int = 0
+    # When that change was enqueued (seconds since the epoch; 0.0 unknown): the event time for conversion partners,
+    # the same on every retry.
+    enqueued_at: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -376,3 +376,12 @@ def test_a_configuration_can_choose_its_batch_interval(fake_client, batched_webh
     assert dispatcher.dispatch_config(config.pk).accumulating
     Delivery.objects.update(created_at=timezone.now() - timedelta(seconds=61))
     assert dispatcher.dispatch_config(config.pk).outcomes == {Outcome.ADDED: 2}
+
+
+def test_actions_a_partner_does_not_sync_are_not_queued():
+    """CM360 records conversions: a profile leaving an audience has nothing to send there."""
+    config = PartnerConfigFactory(connector__partner_key="google_cm360")
+    profiles = make_profiles(3)
+    assert enqueue(config, profiles, "remove").pending == 0
+    assert not Delivery.objects.exists()
+    assert enqueue(config, profiles, "add").pending == 3
