@@ -27,6 +27,65 @@ VALID_SETTINGS = {
         "refresh_token": DV360_REFRESH_TOKEN,
     },
     "meta_custom_audiences": {"ad_account_id": "act_1234567890", "access_token": META_TOKEN},
+    # Clang: any well-formed uuid not starting with 00000000 is a known account in the sandbox; groups 1..999999 exist.
+    "clang_realtime": {
+        "uuid": "5f0c3a9e-7b1d-4c2e-9a8f-0d1e2f3a4b5c",
+        "group_id": 4242,
+        "identifier_slot": "customer_id",
+    },
+    "clang_batch": {
+        "uuid": "5f0c3a9e-7b1d-4c2e-9a8f-0d1e2f3a4b5c",
+        "group_id": 4242,
+        "identifier_slot": "customer_id",
+    },
+    # Signed with the partner sandbox's well-known keys (connectors/partners/azure_*/sandbox.py), so the sandbox accepts
+    # them; the SAS token is an account SAS (Queue service, container+object, read+add, https, until 2099).
+    "azure_event_hubs": {
+        "namespace": "dap-events",
+        "event_hub": "profile-changes",
+        "sas_key_name": "dap-send",
+        "sas_key": "ZGFwLXNhbmRib3gtZXZlbnQtaHVicy1zYXMta2V5LTE=",
+        "tier": "standard",
+        "identifier_slot": "partner_number",
+    },
+    "azure_storage_queue": {
+        "account_name": "dapstorage01",
+        "queue_name": "profile-changes",
+        "sas_token": "sv=2022-11-02&ss=q&srt=co&sp=ra&se=2099-12-31T00%3A00%3A00Z&spr=https"
+        "&sig=oX5hjMTdduCNaEyqHw%2FHsKeSQcQsBFy8cF5Xt62pvhc%3D",
+        "identifier_slot": "partner_number",
+    },
+    "xandr": {
+        "username": "dap_api_user",
+        "password": "Xandr-Sandbox-Passw0rd-4821!",
+        "member_id": 1234,
+        "mode": "realtime",
+        "default_segment_id": 98765,
+        "expiration_minutes": 0,
+    },
+    "google_ads_customer_match": {
+        "operating_account_id": "123-456-7890",
+        "user_list_id": "5551234567",
+        "client_id": "1234567890-customermatch.apps.googleusercontent.com",
+        "client_secret": "GOCSPX-gadsClientSecretValue2468",
+        "refresh_token": "1//0gadsRefreshTokenValueMNOP1357",
+        "terms_of_service_accepted": True,
+    },
+    "the_trade_desk": {
+        "advertiser_id": "a1b2c3d",
+        "crm_data_id": "cc9b84o",
+        "api_token": "ttdAuthLongLivedTokenValueForTests5678WXYZ",
+    },
+    "google_cm360": {
+        "profile_id": "7654321",
+        "floodlight_configuration_id": "1234567",
+        "floodlight_activity_id": "9876543",
+        "client_id": "1234567890-cm360client.apps.googleusercontent.com",
+        "client_secret": "GOCSPX-cm360ClientSecretValue5432",
+        "refresh_token": "1//0cm360RefreshTokenValueQPON8765",
+        "default_value": "12.50",
+        "default_quantity": 1,
+    },
 }
 ALL_TEST_SECRETS = (WEBHOOK_SECRET, DV360_CLIENT_SECRET, DV360_REFRESH_TOKEN, META_TOKEN)
 

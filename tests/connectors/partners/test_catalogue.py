@@ -454,8 +454,7 @@ def test_xandr_cookie_sync_pixel_redirects_to_our_endpoint():
     snippet = partner.render_snippet(plain)
     assert (
         'src="https://ib.adnxs.com/getuid?https://dap.example.com/tenant-a/sync/xandr_cookie_sync/'
-        '?p=DAP_SYNC_TOKEN&uid=$UID"\n'
-        in snippet
+        '?p=DAP_SYNC_TOKEN&uid=$UID"\n' in snippet
     )
     for bad in ("https://dap.example.com/", "https://dap.example.com/?x=1", 'https://dap.example.com/a"b'):
         assert "platform_base_url" in error_dict(partner, {"platform_base_url": bad})
