@@ -116,8 +116,11 @@ class Client(PartnerClient):
     def _consent(settings) -> dict[str, str]:
         """Only GRANTED is ever declared: "not specified" leaves the field out (DENIED never passes validation)."""
         consent = {}
-        for setting, field in (("ad_user_data_consent", "adUserData"), ("ad_personalization_consent", "adPersonalization")):
-            if settings.get(setting, GRANTED) == GRANTED:
+        for setting, field in (
+            ("ad_user_data_consent", "adUserData"),
+            ("ad_personalization_consent", "adPersonalization"),
+        ):
+            if (settings.get(setting) or GRANTED) == GRANTED:
                 consent[field] = GRANTED
         return consent
 
@@ -138,7 +141,9 @@ class Client(PartnerClient):
 
     # URLs -------------------------------------------------------------------------------------------------------
     def edit_url(self, audience_id: str) -> str:
-        return self.url(API_HOST, f"/{API_VERSION}/firstPartyAndPartnerAudiences/{audience_id}:editCustomerMatchMembers")
+        return self.url(
+            API_HOST, f"/{API_VERSION}/firstPartyAndPartnerAudiences/{audience_id}:editCustomerMatchMembers"
+        )
 
     def advertiser_url(self) -> str:
         return self.url(API_HOST, f"/{API_VERSION}/advertisers/{self.advertiser_id}")
@@ -189,7 +194,9 @@ class Client(PartnerClient):
             indices = [i for group_indices, _ in groups.values() for i in group_indices]
             message = "no valid advertiser id in the configuration"
             result = ItemResult(Outcome.OTHER_ERROR, partner_code="no_advertiser_id", message=message)
-            calls.append(self.all_items(indices, result, partner_code="no_advertiser_id", snippet=f"not sent: {message}"))
+            calls.append(
+                self.all_items(indices, result, partner_code="no_advertiser_id", snippet=f"not sent: {message}")
+            )
             return calls
 
         added = action != Action.REMOVE
@@ -266,7 +273,9 @@ class Client(PartnerClient):
                 result = ItemResult(
                     Outcome.PARTNER_ERROR, partner_code="invalid_response", message="unreadable answer", retryable=True
                 )
-                return self.all_items(indices, result, partner_code="invalid_response", snippet=http.redact(text), **call)
+                return self.all_items(
+                    indices, result, partner_code="invalid_response", snippet=http.redact(text), **call
+                )
             audience = http.redact(str(payload.get("firstPartyAndPartnerAudienceId") or "?"), limit=40)
             verb = "removed" if action == Action.REMOVE else "added"
             snippet = f"audience {audience}: {members} members {verb}"

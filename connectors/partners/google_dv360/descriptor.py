@@ -63,7 +63,9 @@ PARTNER = Partner(
         notes=(
             "At most 500,000 members per contact-info or mobile-device-id list. editCustomerMatchMembers is "
             "write-intensive (each call counts as 5 writes) against 150 writes/min per advertiser and 700 "
-            "writes/min per project; failed requests count too. 429 RESOURCE_EXHAUSTED is retried."
+            "writes/min per project; failed requests count too. So at most 30 calls/min per advertiser (shared by "
+            "configurations of the same advertiser) and 140 calls/min per OAuth client's project. "
+            "429 RESOURCE_EXHAUSTED is retried."
         ),
     ),
     settings=(
