@@ -48,10 +48,14 @@ PARTNER = Partner(
     ),
     limits=Limits(
         max_batch_size=1_000,
+        # CM360's default API quota: 1 query per second per Google Cloud project ("Queries per minute per user" 60).
+        requests_per_minute=60,
         notes=(
-            "1,000 conversions per batchinsert. A conversion's timestamp may be at most 28 days old and a gclid "
-            "click at most 60 days old. HTTP 200 may still carry per-conversion errors (hasFailures); only "
-            "INTERNAL is retried."
+            "1,000 conversions per batchinsert; the API's default quota is 60 requests per minute per Google Cloud "
+            "project. A conversion's timestamp may be at most 28 days old and a gclid click at most 60 days old. "
+            "HTTP 200 may still carry per-conversion errors (hasFailures); only INTERNAL is retried. Conversions "
+            "are attributed through the gclid, match ID (customer id) or mobile device ID; an email address alone "
+            "cannot identify one. Leaving an audience sends nothing (a conversion cannot be withdrawn)."
         ),
     ),
     settings=(
@@ -77,7 +81,10 @@ PARTNER = Partner(
             max_length=20,
             pattern=DIGITS_ID,
             pattern_message=DIGITS_MESSAGE,
-            help_text="Advertiser > Floodlight > Activities: the ID column of the activity to record.",
+            help_text=(
+                "Advertiser > Floodlight > Activities: the ID column of the activity to record. An audience "
+                "connection may name another activity of the same configuration as its partner audience id."
+            ),
         ),
         *google_oauth_settings(SCOPE),
         SettingField(
