@@ -54,9 +54,13 @@ PARTNER = Partner(
     limits=Limits(
         max_batch_size=1_000,
         max_payload_bytes=1_000_000,
+        # Instant Audience Service: 100 POST calls per second per member (the client applies it per second).
+        requests_per_minute=6_000,
         notes=(
             "Real-time: at most 1,000 users and 100 segments per user per request, JSON body under 1 MB, up to "
             "100 POST calls per second per member; validation problems come back as warnings with status OK. "
+            "Batch: one segment file per batch of up to 1,000 users (about one upload a minute, short bursts "
+            "allowed); the job is polled briefly and Xandr finishes it within 24 hours. "
             "Login: at most 10 authentications per 5 minutes; the token lasts 2 hours idle (24 hours at most), "
             "so it is cached and renewed only on NOAUTH."
         ),
@@ -90,7 +94,10 @@ PARTNER = Partner(
             type=FieldType.CHOICE,
             choices=MODES,
             default="realtime",
-            help_text="Real-time sends changes within seconds; batch uploads a file per run (large audiences).",
+            help_text=(
+                "Real-time sends changes within seconds (Instant Audience Service); batch uploads a segment file per "
+                "batch of up to 1,000 users (Batch Segment Service, processed by Xandr within 24 hours)."
+            ),
         ),
         SettingField(
             "default_segment_id",
@@ -117,8 +124,9 @@ PARTNER = Partner(
             min_value=0,
             max_value=525_600,
             help_text=(
-                "0 = never expires (the platform removes members when they leave the audience). Otherwise Xandr "
-                "drops the user after this many minutes; at most one year."
+                "0 = never expires (the platform removes members when they leave the audience; in batch files Xandr "
+                "then keeps them for its 180-day maximum). Otherwise Xandr drops the user after this many minutes; "
+                "at most one year."
             ),
         ),
     ),
