@@ -18,14 +18,17 @@ from connectors.partners.validators import NO_SPACES, NO_SPACES_MESSAGE
 TTD_ID_PATTERN = r"[A-Za-z0-9]{3,32}"
 TTD_ID_MESSAGE = "The Trade Desk ids are short codes of letters and digits, e.g. a1b2c3d."
 
-# Real-time first-party data is posted to https://{region}-data.adsrvr.org/data/advertiser.
+# Real-time first-party data is posted to https://{region}-data.adsrvr.org/data/advertiser; the value is the host
+# prefix of The Trade Desk's data servers (use-, usw-, euw-, sin-, tok-data.adsrvr.org).
 REALTIME_REGIONS = (
     ("use", "US East"),
     ("usw", "US West"),
     ("euw", "Europe (West)"),
-    ("sg", "Asia-Pacific (Singapore)"),
-    ("jp", "Japan"),
+    ("sin", "Asia-Pacific (Singapore)"),
+    ("tok", "Japan (Tokyo)"),
 )
+# Rows of a CRM upload are held this long at most while fewer than 1,500 are due (see Limits.batch_interval_seconds).
+BATCH_INTERVAL_SECONDS = 3600
 
 
 def realtime_needs_secret(settings) -> dict[str, str]:
@@ -45,7 +48,8 @@ PARTNER = Partner(
     vendor="The Trade Desk",
     description=(
         "Uploads your audience to a The Trade Desk CRM data segment (hashed emails, matched through UID2/EUID) "
-        "for targeting and suppression; uploads are batched and must hold at least 1,500 profiles."
+        "for targeting and suppression; uploads are batched and must hold at least 1,500 profiles. Profiles known "
+        "only by their TTD id can go through real-time first-party data instead."
     ),
     platform_type=PlatformType.DSP,
     kind=Kind.SERVER_TO_SERVER,
@@ -67,10 +71,17 @@ PARTNER = Partner(
     limits=Limits(
         min_batch_size=1_500,
         max_batch_size=1_000_000,
+        batch_interval_seconds=BATCH_INTERVAL_SECONDS,
         notes=(
-            "CRM uploads under 1,500 records are refused. Each upload asks for a drop URL, then PUTs one value per "
-            "line. In Replace mode the whole current audience is uploaded each run, which also removes leavers. "
-            "The 1,000,000-line cap per file is the platform's choice, not a documented vendor limit."
+            "CRM uploads (emails) under 1,500 records are refused by The Trade Desk: changes are held until 1,500 "
+            "are due or the oldest has waited an hour, and a smaller batch is not sent but retried later (after the "
+            "4-hour retry window it fails as below_minimum_batch). Each upload asks for a drop URL, then PUTs one "
+            "value per line. The platform sends changes, not whole audiences, so every upload uses MergeMode Add. "
+            "The CRM API has no remove mode (only Add, or Replace with the complete remaining audience), so an email "
+            "that leaves the audience cannot be taken out of the segment: its removal fails as "
+            "crm_remove_unsupported. TTD ids go through real-time data (when its server and secret are set), where "
+            "a removal is sent with a zero TTL. The 1,000,000-line cap per file is the platform's choice, not a "
+            "documented vendor limit; real-time requests carry at most 10,000 items."
         ),
     ),
     settings=(
@@ -89,7 +100,8 @@ PARTNER = Partner(
             max_length=32,
             pattern=TTD_ID_PATTERN,
             pattern_message=TTD_ID_MESSAGE,
-            help_text="CRM segment used when an audience connection names none (CrmDataId from the segment list).",
+            help_text="CRM segment used when an audience connection names none (CrmDataId from the segment list); "
+            "also the real-time data name for TTD ids in that case.",
         ),
         SettingField(
             "api_token",
@@ -120,9 +132,14 @@ PARTNER = Partner(
             "merge_mode",
             "Merge mode",
             type=FieldType.CHOICE,
-            choices=(("Replace", "Replace the segment with each upload"), ("Add", "Add to the segment")),
+            choices=(
+                ("Replace", "Replace (not applied: uploads carry changes, so they are sent as Add)"),
+                ("Add", "Add to the segment"),
+            ),
             default="Replace",
-            help_text="Replace keeps the segment equal to the audience (removals work); Add only ever grows it.",
+            help_text="Uploads always add: the platform sends the profiles that changed, and Replace would drop "
+            "everyone not in the latest upload. The Trade Desk's CRM API cannot remove single profiles, so leavers "
+            "stay in the segment until it is rebuilt.",
         ),
         SettingField(
             "retention_enabled",
@@ -137,7 +154,8 @@ PARTNER = Partner(
             type=FieldType.CHOICE,
             required=False,
             choices=REALTIME_REGIONS,
-            help_text="Optional. Region of the real-time data endpoint ({region}-data.adsrvr.org) nearest you.",
+            help_text="Optional. Region of the real-time data endpoint ({region}-data.adsrvr.org) nearest you; "
+            "needed to send profiles known only by their TTD id (added with a 30-day TTL, removed with TTL 0).",
         ),
         SettingField(
             "advertiser_secret",
