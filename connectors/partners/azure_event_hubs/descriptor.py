@@ -61,8 +61,11 @@ PARTNER = Partner(
         max_payload_bytes=256 * 1024,
         notes=(
             "A batch request is limited by size, not count: 256 KB on Basic, 1 MB on Standard, Premium and "
-            "Dedicated (the tier setting raises the cap). The 1,000-events cap is the platform's. 201 is "
-            "success, 401 invalid credentials, 503 server busy (retried)."
+            "Dedicated (the tier setting raises the cap); the platform packs each send into as few requests as "
+            "fit and caps them at 1,000 events. Throughput is bounded by the namespace's throughput units "
+            "(about 1 MB or 1,000 events per second each), not by a request quota: beyond them Azure answers "
+            "503 server busy, retried after 10 seconds. 201 is success, 401 invalid credentials (the "
+            "configuration is paused), 403/404/413 partner errors, 429 and 5xx retried."
         ),
     ),
     settings=(

@@ -47,10 +47,14 @@ PARTNER = Partner(
     limits=Limits(
         max_batch_size=1,
         max_payload_bytes=64 * 1024,
+        # Azure's scalability target for one queue: up to 2,000 (1 KiB) messages per second.
+        requests_per_minute=120_000,
         notes=(
             "One message per Put Message call, at most 64 KiB including the base64 encoding (about 48 KiB of "
-            "JSON). Errors come back as XML <Error><Code> (e.g. QueueNotFound, MessageTooLarge, "
-            "AuthenticationFailed); 500 and 503 are retried."
+            "JSON); calls go out concurrently, within Azure's target of 2,000 messages per second for one queue. "
+            "Errors come back as XML <Error><Code> (e.g. QueueNotFound, MessageTooLarge, AuthenticationFailed); "
+            "ServerBusy, InternalError, OperationTimedOut and other 5xx are retried; an invalid or expired SAS "
+            "token pauses the configuration until a new one is saved."
         ),
     ),
     settings=(
@@ -79,8 +83,9 @@ PARTNER = Partner(
             secret=True,
             max_length=2000,
             help_text=(
-                "Storage account > Security + networking > Shared access signature (Queue service, Add "
-                "permission): paste the token starting with sv= (a leading ? is fine)."
+                "Storage account > Security + networking > Shared access signature (Queue service, Object "
+                "resource type, Add permission; Read too lets Test connection confirm the queue exists), or a "
+                "SAS made on the queue itself: paste the token starting with sv= (a leading ? is fine)."
             ),
             validators=(validate_azure_sas_token,),
         ),
