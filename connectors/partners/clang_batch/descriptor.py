@@ -41,6 +41,9 @@ PARTNER = Partner(
     ),
     limits=Limits(
         max_batch_size=500,
+        # Rows wait until a full bulk call of 500 is due or the oldest has waited 20 minutes (Clang's rhythm).
+        min_batch_size=500,
+        batch_interval_seconds=1200,
         notes=(
             "About 500 records per bulk call (customer_insertBulkUnique, group_addMembersInBulk); removals have "
             "no bulk call and go one by one (group_removeMember). Responses carry code (0 = ok) and msg; fault "

@@ -35,7 +35,10 @@ CLANG_SETTINGS = (
         "Group ID",
         type=FieldType.INTEGER,
         min_value=1,
-        help_text="Clang > Groups: the numeric ID of the group that mirrors the audience.",
+        help_text=(
+            "Clang > Groups: the numeric ID of the group that mirrors the audience. An audience connection whose "
+            "partner audience id holds another group ID sends to that group instead."
+        ),
     ),
     SettingField(
         "endpoint_url",
@@ -77,7 +80,8 @@ PARTNER = Partner(
     limits=Limits(
         max_batch_size=1,
         notes=(
-            "One SOAP call per change (removal is per member: group_removeMember). Every response carries a code "
+            "One short set of SOAP calls per change: customer lookup by external id or email, customer insert or "
+            "update, then group_addMember; removal is per member (group_removeMember). Every answer carries a code "
             "(0 = ok) and msg; fault 107 'customer already member' counts as done."
         ),
     ),
