@@ -64,13 +64,14 @@ def connector_stats(*, connector: Connector, days: int = 7) -> dict:
     )
     by_outcome = {o.value: 0 for o in Outcome}
     by_day: dict = {}
-    partner_codes: dict[str, int] = {}
+    partner_codes: dict[tuple[str, str], int] = {}
     for row in rows:
         by_outcome[row["outcome"]] += row["total"]
         day = by_day.setdefault(row["day"], {o.value: 0 for o in Outcome})
         day[row["outcome"]] += row["total"]
-        if row["outcome"] == Outcome.PARTNER_ERROR and row["partner_error_code"]:
-            partner_codes[row["partner_error_code"]] = partner_codes.get(row["partner_error_code"], 0) + row["total"]
+        if row["partner_error_code"]:
+            key = (row["outcome"], row["partner_error_code"])
+            partner_codes[key] = partner_codes.get(key, 0) + row["total"]
     return {
         "days": days,
         "since": since,
@@ -80,8 +81,8 @@ def connector_stats(*, connector: Connector, days: int = 7) -> dict:
     }
 
 
-def partner_error_rows(partner_key: str, counts: dict[str, int]) -> list[dict]:
-    """Each partner error code with its count, its meaning (from the partner's client) and the partner's error
+def partner_error_rows(partner_key: str, counts: dict[tuple[str, str], int]) -> list[dict]:
+    """Each (outcome, error code) with its count, its meaning (from the partner's client) and the partner's error
     documentation, most frequent first."""
     from connectors.delivery.client import PartnerClient, client_class
     from connectors.partners.registry import REGISTRY
@@ -89,9 +90,17 @@ def partner_error_rows(partner_key: str, counts: dict[str, int]) -> list[dict]:
     cls = client_class(partner_key) or PartnerClient
     partner = REGISTRY.get(partner_key)
     docs_url = partner.error_docs_url if partner else ""
+    labels = dict(Outcome.choices)
     return [
-        {"code": code, "count": n, "meaning": cls.error_meaning(code), "docs_url": docs_url}
-        for code, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        {
+            "outcome": outcome,
+            "outcome_label": labels.get(outcome, outcome),
+            "code": code,
+            "count": n,
+            "meaning": cls.error_meaning(code),
+            "docs_url": docs_url,
+        }
+        for (outcome, code), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     ]
 
 

@@ -265,7 +265,11 @@ class SyncTokenSerializer(serializers.Serializer):
 
 
 class PartnerErrorSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="The partner's own error code (code or code/subcode).")
+    outcome = serializers.ChoiceField(choices=Outcome.choices)
+    outcome_label = serializers.CharField()
+    code = serializers.CharField(
+        help_text="The partner's own error code (code or code/subcode), or the platform's reason for the outcome."
+    )
     count = serializers.IntegerField()
     meaning = serializers.CharField(help_text="What the code means, in plain words ('' when unknown).")
     docs_url = serializers.CharField(help_text="The partner's error documentation.")

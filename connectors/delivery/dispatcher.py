@@ -31,7 +31,15 @@ from connectors.delivery.client import PartnerClient, client_class
 from connectors.delivery.sql import chunks, ids_match, is_postgres, table
 from connectors.delivery.stats import stats_increment
 from connectors.delivery.types import CallResult, ClientConfig, Item, ItemResult
-from connectors.models import Connector, Delivery, DeliveryAttempt, DispatchLease, Outcome, PartnerConfig
+from connectors.models import (
+    ERROR_OUTCOMES,
+    Connector,
+    Delivery,
+    DeliveryAttempt,
+    DispatchLease,
+    Outcome,
+    PartnerConfig,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -304,7 +312,9 @@ class _Outcomes:
         self.day = timezone.now().date()
 
     def count(self, outcome: str, code: str = "", n: int = 1) -> None:
-        self.stats[(self.config_id, self.day, outcome, code if outcome == Outcome.PARTNER_ERROR else "")] += n
+        # Error outcomes keep their code (the partner's, or the platform's reason such as "invalid_identifier"), so
+        # the statistics explain every failure; successes and skips have none.
+        self.stats[(self.config_id, self.day, outcome, code if outcome in ERROR_OUTCOMES else "")] += n
 
 
 def _process(config: PartnerConfig, client: PartnerClient, rows: list[_Row], report, collect_latency):

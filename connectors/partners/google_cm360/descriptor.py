@@ -30,9 +30,10 @@ PARTNER = Partner(
     kind=Kind.SERVER_TO_SERVER,
     protocol="HTTPS REST (Campaign Manager 360 API v5), JSON, OAuth 2.0",
     mode=Mode.REAL_TIME,
-    # Click ids identify the exposure best; matchId is the advertiser's own id passed by the Floodlight tag;
-    # hashed email only enhances a conversion already recorded by the tag.
-    identifier_slots=(Slot.GCLID, Slot.CUSTOMER_ID, Slot.MOBILE_AD_ID, Slot.EMAIL),
+    # Click ids identify the exposure best; matchId is the advertiser's own id passed by the Floodlight tag. An email
+    # cannot identify a conversion on its own (v5 only uses it to enhance one), so profiles with only an email are
+    # skipped (no identifier) rather than failed.
+    identifier_slots=(Slot.GCLID, Slot.CUSTOMER_ID, Slot.MOBILE_AD_ID),
     syncs_on=(SyncOn.ADD,),
     usable_in=(UsableIn.AUDIENCES, UsableIn.JOURNEYS),
     multiple_configs=False,
@@ -43,8 +44,7 @@ PARTNER = Partner(
         *COMMON_PREREQUISITES,
         "A Campaign Manager 360 user profile with access to the Floodlight configuration.",
         "A Google Cloud project with the Campaign Manager 360 API enabled and an OAuth 2.0 client.",
-        "A Floodlight activity to record the conversions on; for hashed email, the Enhanced Conversions terms "
-        "accepted on the Floodlight configuration.",
+        "A Floodlight activity to record the conversions on.",
     ),
     limits=Limits(
         max_batch_size=1_000,

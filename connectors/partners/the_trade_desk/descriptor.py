@@ -132,11 +132,8 @@ PARTNER = Partner(
             "merge_mode",
             "Merge mode",
             type=FieldType.CHOICE,
-            choices=(
-                ("Replace", "Replace (not applied: uploads carry changes, so they are sent as Add)"),
-                ("Add", "Add to the segment"),
-            ),
-            default="Replace",
+            choices=(("Add", "Add to the segment"),),
+            default="Add",
             help_text="Uploads always add: the platform sends the profiles that changed, and Replace would drop "
             "everyone not in the latest upload. The Trade Desk's CRM API cannot remove single profiles, so leavers "
             "stay in the segment until it is rebuilt.",

@@ -176,7 +176,7 @@ def test_invalid_credentials_pause_and_resume(fake_client):
     dispatcher.dispatch_config(config.pk)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 3}
+    assert stats(config) == {("invalid_credentials", "190"): 3}
     assert Delivery.objects.filter(status="failed").count() == 3
 
     # Paused: newer changes are kept, not sent.

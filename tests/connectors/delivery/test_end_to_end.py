@@ -162,7 +162,7 @@ def test_connection_errors_count_as_other_error(sandbox, settings):
     PartnerConfig.objects.filter(pk=config.pk).update(base_url_override="http://127.0.0.1:9")  # nothing listens
     enter(audience, make_profiles(2, slot="email"))
     drain(config)
-    assert stats(config) == {("other_error", ""): 2}
+    assert stats(config) == {("other_error", "connection_error"): 2}
 
 
 @pytest.mark.django_db
@@ -173,7 +173,7 @@ def test_expired_token_pauses_until_the_credentials_change(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 3}
+    assert stats(config) == {("invalid_credentials", "190/463"): 3}
     # Kept, not lost: later changes wait.
     enter(audience, make_profiles(2, slot="email", prefix="b"))
     assert drain(config).paused == "credentials_invalid"

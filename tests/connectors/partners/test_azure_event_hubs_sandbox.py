@@ -320,7 +320,7 @@ def test_wrong_key_pauses_until_the_key_is_fixed(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert daily(config) == {("invalid_credentials", ""): 3}
+    assert daily(config) == {("invalid_credentials", "401/InvalidSignature"): 3}
     enter(audience, profiles(2, prefix="b"))
     assert drain(config).paused == "credentials_invalid"
     services.partner_config_update(partner_config=config, settings={"sas_key": SANDBOX_SAS_KEY})

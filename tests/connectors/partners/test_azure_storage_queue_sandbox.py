@@ -320,7 +320,7 @@ def test_expired_token_pauses_until_a_new_one_is_saved(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert daily(config) == {("invalid_credentials", ""): 3}
+    assert daily(config) == {("invalid_credentials", "AuthenticationFailed"): 3}
     enter(audience, profiles(2, prefix="b"))
     assert drain(config).paused == "credentials_invalid"
     requests.delete(f"{sandbox.url}/_sandbox/faults?scope=expired", timeout=5)
@@ -336,7 +336,7 @@ def test_token_signed_with_another_key_pauses(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert daily(config) == {("invalid_credentials", ""): 2}
+    assert daily(config) == {("invalid_credentials", "AuthenticationFailed"): 2}
 
 
 @pytest.mark.django_db

@@ -399,7 +399,7 @@ def test_trade_desk_real_time_needs_the_advertiser_secret():
     assert "realtime_region" not in plain
     # A partial update (e.g. only the merge mode) of a real-time configuration stays valid.
     partner.clean_settings(
-        {"merge_mode": "Replace"}, existing_secrets={"api_token": "t", "advertiser_secret": "s"}, partial=True
+        {"merge_mode": "Add"}, existing_secrets={"api_token": "t", "advertiser_secret": "s"}, partial=True
     )
 
 
@@ -407,7 +407,7 @@ def test_trade_desk_defaults():
     partner = REGISTRY["the_trade_desk"]
     required = {k: VALID["the_trade_desk"][k] for k in ("advertiser_id", "api_token")}
     plain, _ = partner.clean_settings(required)
-    assert plain["pii_type"] == "EmailHashedUnifiedId2" and plain["merge_mode"] == "Replace"
+    assert plain["pii_type"] == "EmailHashedUnifiedId2" and plain["merge_mode"] == "Add"
     assert plain["retention_enabled"] is True and plain["data_region"] == "US"
 
 

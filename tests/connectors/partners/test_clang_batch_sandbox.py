@@ -124,7 +124,7 @@ def test_refused_uuid_pauses_the_configuration(sandbox):
     assert drain(config).paused == "credentials_invalid"
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 3}
+    assert stats(config) == {("invalid_credentials", "100"): 3}
 
 
 @pytest.mark.django_db

@@ -99,7 +99,11 @@ def test_add_and_remove_reach_the_sandbox_and_statistics(sandbox):
     google = sandbox_stats(sandbox, "cm")[KEY]
     assert (google["rows_added"], google["errors"]) == (25, 0)
     assert sandbox_stats(sandbox, "cm")["google_oauth"]["issued"] == 1
-    assert stats(config) == {("added", ""): 25, ("other_error", ""): 2, ("skipped_no_identifier", ""): 3}
+    assert stats(config) == {
+        ("added", ""): 25,
+        ("other_error", "invalid_identifier"): 2,
+        ("skipped_no_identifier", ""): 3,
+    }
     failed = Delivery.objects.filter(partner_config=config, status="failed")
     assert {d.partner_error_code for d in failed} == {"invalid_identifier"}
 
@@ -135,7 +139,7 @@ def test_expired_token_refreshes_then_pauses_until_credentials_change(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 3}
+    assert stats(config) == {("invalid_credentials", "UNAUTHENTICATED/ACCESS_TOKEN_EXPIRED"): 3}
     assert sandbox_stats(sandbox, "token")["google_oauth"]["issued"] == 2  # one refresh before giving up
 
     enter(audience, emails(2, prefix="b"))

@@ -122,9 +122,10 @@ def test_conversions_reach_cm360_and_the_statistics(sandbox):
     assert seen["activities"] == {"9876543": 20}
     assert seen["requests"] == 1  # 20 conversions, one batchinsert
     assert oauth(sandbox, "e2e")["issued"] == 1
-    assert stats(config) == {("added", ""): 20, ("other_error", ""): 3, ("skipped_no_identifier", ""): 2}
+    # An email alone cannot identify a conversion: those profiles are skipped like profiles without identifier.
+    assert stats(config) == {("added", ""): 20, ("skipped_no_identifier", ""): 5}
     email_rows = Delivery.objects.filter(partner_config=config, profile_id__in=[p.pk for p in email_only])
-    assert {(d.status, d.partner_error_code) for d in email_rows} == {("failed", "unsupported_slot")}
+    assert {(d.status, d.outcome) for d in email_rows} == {("skipped", "skipped_no_identifier")}
     attempt = DeliveryAttempt.objects.filter(partner_config=config, status_code=200).get()
     assert (attempt.item_count, attempt.ok_count) == (20, 20)
     assert "CUST-" not in attempt.snippet
@@ -223,7 +224,7 @@ def test_refused_credentials_pause_until_they_change(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 3}
+    assert stats(config) == {("invalid_credentials", "UNAUTHENTICATED"): 3}
     enter(audience, match_ids("B", 2))
     assert drain(config).paused == "credentials_invalid"
     requests.delete(f"{sandbox.url}/_sandbox/faults?scope=creds", timeout=5)
@@ -240,7 +241,7 @@ def test_revoked_refresh_token_pauses(sandbox):
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
     assert cm360(sandbox, "revoked")["requests"] == 0
-    assert stats(config) == {("invalid_credentials", ""): 2}
+    assert stats(config) == {("invalid_credentials", "oauth/invalid_grant"): 2}
 
 
 @pytest.mark.django_db

@@ -177,7 +177,7 @@ def test_revoked_refresh_token_pauses_until_the_credentials_change(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 3}
+    assert stats(config) == {("invalid_credentials", "oauth/invalid_grant"): 3}
     enter(audience, profiles(2, "email", "b"))
     assert drain(config).paused == "credentials_invalid"  # kept, not lost: later changes wait
     clear_faults(sandbox, "dv-token")
@@ -211,7 +211,7 @@ def test_a_refused_fresh_access_token_pauses(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 2}
+    assert stats(config) == {("invalid_credentials", "UNAUTHENTICATED/ACCESS_TOKEN_EXPIRED"): 2}
     assert sandbox_stats(sandbox, "dv-refused")["google_dv360"]["requests"] == 1  # the token was fresh: no retry
 
 

@@ -140,7 +140,7 @@ def test_email_removals_are_reported_not_sent(sandbox):
     drain(config)
     ttd = sandbox_stats(sandbox, "ttd-remove")
     assert ttd["uploads"] == 1 and ttd["segments"] == {f"{ADVERTISER}/{SEGMENT}": 1500}
-    assert stats(config) == {("added", ""): 1500, ("other_error", ""): 1500}
+    assert stats(config) == {("added", ""): 1500, ("other_error", "crm_remove_unsupported"): 1500}
     assert set(Delivery.objects.values_list("status", "partner_error_code")) == {("failed", "crm_remove_unsupported")}
 
 
@@ -167,7 +167,7 @@ def test_a_wrong_advertiser_secret_pauses_the_configuration(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 3}
+    assert stats(config) == {("invalid_credentials", "realtime/http_403"): 3}
 
 
 @pytest.mark.django_db
@@ -178,7 +178,7 @@ def test_expired_token_pauses_until_the_credentials_change(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 1500}
+    assert stats(config) == {("invalid_credentials", "http_401"): 1500}
     # Later changes wait while paused; a new token resumes sending.
     enter(audience, profiles(1500, prefix="f"))
     assert drain(config).paused == "credentials_invalid"

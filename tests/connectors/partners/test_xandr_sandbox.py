@@ -113,7 +113,7 @@ def test_add_remove_and_unsendable_profiles(sandbox):
     assert stats(config) == {
         ("added", ""): 30,
         ("removed", ""): 10,
-        ("other_error", ""): 2,  # the code stays on the outbox row
+        ("other_error", "invalid_identifier"): 2,  # the code stays on the outbox row
         ("skipped_no_identifier", ""): 3,
     }
     assert set(
@@ -161,7 +161,7 @@ def test_sessions_refused_after_a_fresh_login_pause_until_the_credentials_change
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 3}
+    assert stats(config) == {("invalid_credentials", "NOAUTH"): 3}
     assert sandbox_stats(sandbox, "token")["logins"] == 2  # the first login and exactly one renewal
     assert set(Delivery.objects.filter(partner_config=config).values_list("partner_error_code", flat=True)) == {
         "NOAUTH"
@@ -181,7 +181,7 @@ def test_wrong_password_pauses_without_sending(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert stats(config) == {("invalid_credentials", ""): 2}
+    assert stats(config) == {("invalid_credentials", "NOAUTH"): 2}
     assert sandbox_stats(sandbox, "wrong")["rows_added"] == 0
 
 
