@@ -87,7 +87,21 @@ VALID_SETTINGS = {
         "default_quantity": 1,
     },
 }
-ALL_TEST_SECRETS = (WEBHOOK_SECRET, DV360_CLIENT_SECRET, DV360_REFRESH_TOKEN, META_TOKEN)
+
+
+def _secret_values() -> tuple[str, ...]:
+    """Every secret of every partner's test settings: the leak tests look for all of them."""
+    from connectors.partners.registry import REGISTRY
+
+    return tuple(
+        str(value)
+        for key, values in VALID_SETTINGS.items()
+        for name, value in values.items()
+        if (field := REGISTRY[key].get_field(name)) is not None and field.secret
+    )
+
+
+ALL_TEST_SECRETS = _secret_values()
 
 
 def setting_form_data(partner_key: str, **fields) -> dict:
