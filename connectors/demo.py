@@ -1,8 +1,10 @@
-"""Demo data for the run command: an admin, a few connectors (DV360 with two configurations, one deactivated,
-one used by an audience and a journey). Idempotent: what exists is left alone.
+"""Demo data for the run command: an admin, one connector per server-to-server partner (DV360 with two
+configurations), a deactivated one, 2,000 profiles with every kind of identifier, one audience per partner whose
+members are queued for delivery, and a journey. Idempotent: what exists is left alone.
 
 Credentials here are obviously fake; base URLs point at the local partner sandbox (`manage.py partner_sandbox`,
-started by bin/run), so the demo's deliveries really travel over HTTP and fill the statistics.
+started by bin/run), which accepts them (its conventions are in each partner's `sandbox.py`), so the demo's
+deliveries really travel over HTTP, in each partner's own protocol, and fill the statistics.
 """
 
 import os
@@ -16,65 +18,218 @@ from audiences.models import Audience, AudienceConnection, AudienceMembership, P
 from connectors import services
 from connectors.delivery import outbox
 from connectors.models import Connector
+from connectors.partners.azure_event_hubs.sandbox import SANDBOX_SAS_KEY
+from connectors.partners.azure_sas import make_account_sas
+from connectors.partners.azure_storage_queue.sandbox import SANDBOX_ACCOUNT_KEY
 from journeys.models import Journey, JourneyActivationStep
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin"
-SANDBOX_URL = os.environ.get("DAP_SANDBOX_URL", "http://127.0.0.1:8765").rstrip("/")
+PROFILES = 2000
 
-_OAUTH = {
-    "client_id": "1234567890-demo.apps.googleusercontent.com",
-    "client_secret": "GOCSPX-demo-client-secret-0000",
-    "refresh_token": "1//demo-refresh-token-not-real-0000",
-}
 
-DEMO_CONNECTORS = [
-    {
-        "partner_key": "google_dv360",
-        "name": "DV360 – Brands",
-        "configs": [
-            ("Brand EU", {"advertiser_id": "1000001", **_OAUTH}),
-            ("Brand US", {"advertiser_id": "1000002", **_OAUTH}),
-        ],
-    },
-    {
-        "partner_key": "meta_custom_audiences",
-        "name": "Meta Custom Audiences",
-        "configs": [
-            ("Default", {"ad_account_id": "act_1000000001", "access_token": "EAAB-demo-token-not-real-000000"})
-        ],
-    },
-    {
-        "partner_key": "webhook",
-        "name": "CRM webhook",
-        "configs": [
-            (
-                "Default",
-                {
-                    "endpoint_url": f"{SANDBOX_URL}/webhook/crm",
-                    "signing_secret": "whsec_ZGVtby1zaWduaW5nLXNlY3JldC1ub3QtcmVhbC0wMA==",
-                    "identifier_slot": "customer_id",
-                },
-            )
-        ],
-    },
-    {
-        "partner_key": "xandr",
-        "name": "Xandr (paused)",
-        "deactivated": True,
-        "configs": [
-            (
-                "Default",
-                {
-                    "username": "demo_api_user",
-                    "password": "demo-password-not-real",
-                    "member_id": 1000,
-                    "default_segment_id": 100001,
-                },
-            )
-        ],
-    },
-]
+def sandbox_url() -> str:
+    return os.environ.get("DAP_SANDBOX_URL", "http://127.0.0.1:8765").rstrip("/")
+
+
+def _oauth(name: str) -> dict:
+    return {
+        "client_id": f"1234567890-{name}.apps.googleusercontent.com",
+        "client_secret": f"GOCSPX-demo-{name}-secret-0000",
+        "refresh_token": f"1//demo-{name}-refresh-token-not-real",
+    }
+
+
+def demo_connectors() -> list[dict]:
+    """Per connector: partner, name, configurations (name, settings), and the demo audience sent to the first
+    configuration (name, partner-side id, which demo profiles are members)."""
+    return [
+        {
+            "partner_key": "google_dv360",
+            "name": "DV360 – Brands",
+            "configs": [
+                ("Brand EU", {"advertiser_id": "1000001", **_oauth("dv360")}),
+                ("Brand US", {"advertiser_id": "1000002", **_oauth("dv360")}),
+            ],
+            "audience": ("DV360 prospects", "4567890123", slice(0, 200)),
+        },
+        {
+            "partner_key": "meta_custom_audiences",
+            "name": "Meta Custom Audiences",
+            "configs": [
+                ("Default", {"ad_account_id": "act_1000000001", "access_token": "EAAB-demo-token-not-real-000000"})
+            ],
+            "audience": ("Newsletter subscribers", "23850001", slice(0, 150)),
+        },
+        {
+            "partner_key": "webhook",
+            "name": "CRM webhook",
+            "configs": [
+                (
+                    "Default",
+                    {
+                        "endpoint_url": f"{sandbox_url()}/webhook/crm",
+                        "signing_secret": "whsec_ZGVtby1zaWduaW5nLXNlY3JldC1ub3QtcmVhbC0wMA==",
+                        "identifier_slot": "customer_id",
+                    },
+                )
+            ],
+            "audience": ("Loyal customers", "loyal", slice(100, 160)),
+        },
+        {
+            "partner_key": "google_ads_customer_match",
+            "name": "Google Ads – Customer Match",
+            "configs": [
+                (
+                    "Default",
+                    {
+                        "operating_account_id": "123-456-7890",
+                        "user_list_id": "5551234567",
+                        "terms_of_service_accepted": True,
+                        **_oauth("gads"),
+                    },
+                )
+            ],
+            "audience": ("Google Ads high value", "5551234567", slice(0, 200)),
+        },
+        {
+            "partner_key": "google_cm360",
+            "name": "Campaign Manager 360 – offline sales",
+            "configs": [
+                (
+                    "Default",
+                    {
+                        "profile_id": "7654321",
+                        "floodlight_configuration_id": "1234567",
+                        "floodlight_activity_id": "9876543",
+                        "default_value": "12.50",
+                        "default_quantity": 1,
+                        **_oauth("cm360"),
+                    },
+                )
+            ],
+            "audience": ("Offline buyers", "", slice(0, 100)),
+        },
+        {
+            "partner_key": "xandr",
+            "name": "Xandr segments",
+            "configs": [
+                (
+                    "Default",
+                    {
+                        "username": "demo_api_user",
+                        "password": "demo-password-not-real",
+                        "member_id": 1000,
+                        "default_segment_id": 100001,
+                    },
+                )
+            ],
+            "audience": ("Retargeting", "100001", slice(0, 200)),
+        },
+        {
+            "partner_key": "the_trade_desk",
+            "name": "The Trade Desk CRM",
+            "configs": [
+                (
+                    "Default",
+                    {
+                        "advertiser_id": "a1b2c3d",
+                        "crm_data_id": "cc9b84o",
+                        "api_token": "ttd-demo-auth-token-not-real-0000",
+                    },
+                )
+            ],
+            # The Trade Desk refuses CRM uploads under 1,500 people.
+            "audience": ("Lookalike seed", "cc9b84o", slice(0, 1800)),
+        },
+        {
+            "partner_key": "azure_event_hubs",
+            "name": "Azure Event Hubs – profile stream",
+            "configs": [
+                (
+                    "Default",
+                    {
+                        "namespace": "dap-events",
+                        "event_hub": "profile-changes",
+                        "sas_key_name": "dap-send",
+                        "sas_key": SANDBOX_SAS_KEY,
+                        "tier": "standard",
+                        "identifier_slot": "partner_number",
+                    },
+                )
+            ],
+            "audience": ("Event stream", "all-changes", slice(0, 100)),
+        },
+        {
+            "partner_key": "azure_storage_queue",
+            "name": "Azure Storage Queue – partner feed",
+            "configs": [
+                (
+                    "Default",
+                    {
+                        "account_name": "dapdemo01",
+                        "queue_name": "profile-changes",
+                        "sas_token": make_account_sas(
+                            "dapdemo01",
+                            SANDBOX_ACCOUNT_KEY,
+                            permissions="ra",
+                            resource_types="co",
+                            expiry="2099-12-31T00:00:00Z",
+                            protocol="https",
+                        ),
+                        "identifier_slot": "partner_number",
+                    },
+                )
+            ],
+            "audience": ("Partner feed", "", slice(0, 100)),
+        },
+        {
+            "partner_key": "clang_realtime",
+            "name": "Clang – welcome mails",
+            "configs": [
+                (
+                    "Default",
+                    {
+                        "uuid": "5f0c3a9e-7b1d-4c2e-9a8f-0d1e2f3a4b5c",
+                        "group_id": 4242,
+                        "identifier_slot": "customer_id",
+                    },
+                )
+            ],
+            "audience": ("Welcome mail", "", slice(0, 50)),
+        },
+        {
+            "partner_key": "clang_batch",
+            "name": "Clang – weekly digest",
+            "configs": [
+                (
+                    "Default",
+                    {
+                        "uuid": "5f0c3a9e-7b1d-4c2e-9a8f-0d1e2f3a4b5c",
+                        "group_id": 4343,
+                        "identifier_slot": "customer_id",
+                    },
+                )
+            ],
+            # Clang batch sends at 500 collected changes or every 20 minutes: 600 go out at once.
+            "audience": ("Weekly digest", "", slice(0, 600)),
+        },
+        {
+            "partner_key": "webhook",
+            "name": "Legacy webhook (paused)",
+            "deactivated": True,
+            "configs": [
+                (
+                    "Default",
+                    {
+                        "endpoint_url": f"{sandbox_url()}/webhook/legacy",
+                        "signing_secret": "whsec_bGVnYWN5LXNpZ25pbmctc2VjcmV0LW5vdC1yZWFsLTA=",
+                        "identifier_slot": "customer_id",
+                    },
+                )
+            ],
+        },
+    ]
 
 
 @transaction.atomic
@@ -88,48 +243,46 @@ def load_demo() -> list[str]:
         admin.groups.add(Group.objects.get(name="Marketing admin"))
         created.append(f"user {ADMIN_USERNAME}")
 
-    for spec in DEMO_CONNECTORS:
+    specs = demo_connectors()
+    for spec in specs:
         if Connector.objects.filter(name=spec["name"]).exists():
             continue
         (first_name, first_settings), *more = spec["configs"]
+        base_url = f"{sandbox_url()}/c/demo-{spec['partner_key']}"
         connector = services.connector_create(
             partner_key=spec["partner_key"],
             name=spec["name"],
             config_name=first_name,
             settings=first_settings,
-            base_url_override=f"{SANDBOX_URL}/c/demo-{spec['partner_key']}",
+            base_url_override=base_url,
             actor=admin,
         )
         for name, settings in more:
             services.partner_config_create(
-                connector=connector,
-                name=name,
-                settings=settings,
-                base_url_override=f"{SANDBOX_URL}/c/demo-{spec['partner_key']}",
-                actor=admin,
+                connector=connector, name=name, settings=settings, base_url_override=base_url, actor=admin
             )
         if spec.get("deactivated"):
             services.connector_deactivate(connector=connector, actor=admin)
         created.append(f"connector {spec['name']}")
 
     profiles = _demo_profiles(created)
-    meta_config = Connector.objects.get(name="Meta Custom Audiences").configs.first()
-    audience, new = Audience.objects.get_or_create(
-        name="Newsletter subscribers", defaults={"description": "Profiles subscribed to the newsletter (demo)."}
-    )
-    if new:
-        AudienceConnection.objects.create(audience=audience, partner_config=meta_config, partner_audience_id="23850001")
-        _enter(audience, profiles[:150])
-        created.append(f"audience {audience.name} connected to Meta, 150 members queued for delivery")
-    webhook_config = Connector.objects.get(name="CRM webhook").configs.first()
-    loyal, new = Audience.objects.get_or_create(
-        name="Loyal customers", defaults={"description": "Three or more orders (demo)."}
-    )
-    if new:
-        AudienceConnection.objects.create(audience=loyal, partner_config=webhook_config, partner_audience_id="loyal")
-        _enter(loyal, profiles[100:160])
-        created.append(f"audience {loyal.name} connected to the CRM webhook, 60 members queued for delivery")
+    for spec in specs:
+        if "audience" not in spec:
+            continue
+        name, partner_audience_id, members = spec["audience"]
+        audience, new = Audience.objects.get_or_create(
+            name=name, defaults={"description": f"Demo audience sent to {spec['name']}."}
+        )
+        if not new:
+            continue
+        config = Connector.objects.get(name=spec["name"]).configs.order_by("id").first()
+        AudienceConnection.objects.create(
+            audience=audience, partner_config=config, partner_audience_id=partner_audience_id
+        )
+        _enter(audience, profiles[members])
+        created.append(f"audience {name} connected to {spec['name']}, {len(profiles[members])} members queued")
 
+    webhook_config = Connector.objects.get(name="CRM webhook").configs.first()
     now = timezone.now()
     journey, new = Journey.objects.get_or_create(
         name="Welcome journey", defaults={"status": Journey.Status.LIVE, "published_at": now, "draft_updated_at": now}
@@ -147,24 +300,36 @@ def load_demo() -> list[str]:
 
 
 def _demo_profiles(created: list[str]) -> list[Profile]:
-    """200 demo profiles with an email and a customer id (a few without consent, a few without email)."""
+    """2,000 demo profiles, every one with a customer id and a partner number; most with an email; some with a
+    phone (E.164), a mobile advertising id, a Xandr user id (as cookie sync fills it) or a gclid; a few without
+    advertising consent."""
     existing = list(Profile.objects.filter(external_id__startswith="demo-").order_by("id"))
     if existing:
         return existing
     profiles = Profile.objects.bulk_create(
         [
             Profile(external_id=f"demo-{i:04d}", consent_ads=i % 25 != 0, attributes={"orders": i % 7})
-            for i in range(200)
+            for i in range(PROFILES)
         ]
     )
-    identifiers = [ProfileIdentifier(profile=p, slot="customer_id", value=p.external_id) for p in profiles]
-    identifiers += [
-        ProfileIdentifier(profile=p, slot="email", value=f"{p.external_id}@example.com")
-        for i, p in enumerate(profiles)
-        if i % 20 != 0
-    ]
+    identifiers = []
+    for i, p in enumerate(profiles):
+        identifiers.append(ProfileIdentifier(profile=p, slot="customer_id", value=p.external_id))
+        identifiers.append(ProfileIdentifier(profile=p, slot="partner_number", value=f"PN{i:06d}"))
+        if i % 20 != 0:
+            identifiers.append(ProfileIdentifier(profile=p, slot="email", value=f"{p.external_id}@example.com"))
+        if i % 3 == 0:
+            identifiers.append(ProfileIdentifier(profile=p, slot="phone", value=f"+316{i:08d}"))
+        if i % 4 == 2:  # never on a profile without email: DV360's demo audience takes contact info only
+            identifiers.append(
+                ProfileIdentifier(profile=p, slot="mobile_ad_id", value=f"6D92078A-8246-4BA4-AE5B-{i:012X}")
+            )
+        if i % 2 == 0:
+            identifiers.append(ProfileIdentifier(profile=p, slot="xandr_uid", value=str(5727816213491965430 + i)))
+        if i % 5 == 0:
+            identifiers.append(ProfileIdentifier(profile=p, slot="gclid", value=f"Cj0KCQjwDemoClick{i:06d}"))
     ProfileIdentifier.objects.bulk_create(identifiers)
-    created.append("200 demo profiles")
+    created.append(f"{PROFILES} demo profiles")
     return profiles
 
 

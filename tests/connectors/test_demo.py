@@ -1,24 +1,77 @@
+import logging
+
 import pytest
+import requests
 from django.core.management import call_command
 from django.db.models import Count
 
-from connectors import selectors
-from connectors.models import Connector, Delivery
+from connectors import selectors, services
+from connectors.delivery import dispatcher
+from connectors.models import Connector, DailyStat, Delivery, DeliveryAttempt, Outcome, PartnerConfig
+from connectors.partners.base import Kind
+from connectors.partners.registry import REGISTRY
 
 pytestmark = pytest.mark.django_db
 
+SERVER_TO_SERVER = sorted(key for key, p in REGISTRY.items() if p.kind == Kind.SERVER_TO_SERVER)
 
-def test_demo_data_is_complete_and_idempotent(capsys, settings):
+
+@pytest.fixture(autouse=True)
+def no_kick(settings):
     settings.DAP_KICK_ON_COMMIT = False
+
+
+def test_demo_data_is_complete_and_idempotent(capsys):
     call_command("load_demo")
     call_command("load_demo")
     out = capsys.readouterr().out
     assert "demo data already present" in out and "admin login: admin / admin" in out
     assert Connector.objects.get(partner_key="google_dv360").configs.count() == 2
     assert Connector.objects.filter(status=Connector.Status.DEACTIVATED).count() == 1
+    # One active connector per server-to-server partner of the catalogue.
+    active = Connector.objects.filter(status=Connector.Status.ACTIVE)
+    assert sorted(active.values_list("partner_key", flat=True)) == SERVER_TO_SERVER
     meta = Connector.objects.get(partner_key="meta_custom_audiences")
     assert [u.name for u in selectors.connector_usages(connector=meta)] == ["Newsletter subscribers"]
-    assert Connector.objects.count() == 4
-    # The demo audiences queue real deliveries for Meta and the webhook (sent by the worker to the sandbox).
-    queued = dict(Delivery.objects.values_list("partner_config__connector__name").annotate(n=Count("id")).order_by())
-    assert queued == {"Meta Custom Audiences": 150, "CRM webhook": 60}
+    queued = dict(Delivery.objects.values_list("partner_config__connector__partner_key").annotate(n=Count("id")))
+    assert set(queued) == set(SERVER_TO_SERVER)
+    assert queued["meta_custom_audiences"] == 150 and queued["the_trade_desk"] == 1800
+
+
+def test_the_demo_delivers_to_every_partner_through_the_sandbox(sandbox, monkeypatch, caplog, settings):
+    """What bin/run shows: every server-to-server partner receives the demo's deliveries in its own protocol, its
+    statistics fill, and its test connection passes against the sandbox."""
+    settings.REDIS_URL = ""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("DAP_SANDBOX_URL", sandbox.url)
+    dispatcher._clients.clear()
+    call_command("load_demo")
+    configs = PartnerConfig.objects.filter(connector__status=Connector.Status.ACTIVE).select_related("connector")
+    for _ in range(10):
+        claimed = sum(dispatcher.dispatch_config(c.pk).claimed for c in configs)
+        if not claimed:
+            break
+    delivered = {}
+    for key in SERVER_TO_SERVER:
+        rows = DailyStat.objects.filter(partner_config__connector__partner_key=key)
+        delivered[key] = sum(s.count for s in rows if s.outcome in (Outcome.ADDED, Outcome.REMOVED))
+    assert all(delivered.values()), delivered
+    # Nothing failed: every queued profile was delivered or skipped for a stated reason (no identifier/consent).
+    errors = DailyStat.objects.exclude(
+        outcome__in=[Outcome.ADDED, Outcome.REMOVED, Outcome.SKIPPED_NO_IDENTIFIER, Outcome.SKIPPED_NO_CONSENT]
+    )
+    assert not errors.exists(), list(errors.values("partner_config__connector__partner_key", "outcome"))
+    assert not Delivery.objects.filter(status=Delivery.Status.PENDING).exists()
+    # Every partner's emulation saw the traffic.
+    stats = requests.get(f"{sandbox.url}/_sandbox/stats", timeout=5).json()
+    for key in SERVER_TO_SERVER:
+        scope = stats[f"demo-{key}"]
+        assert sum(p["requests"] for p in scope.values()) > 0, key
+    for config in configs:
+        result = services.partner_config_test_connection(partner_config=config)
+        assert result.ok, (config.connector.partner_key, result.message)
+    # No secret of the demo in a log line or an attempt's snippet.
+    for config in configs:
+        for secret in config.get_secrets().values():
+            assert secret not in caplog.text
+            assert not DeliveryAttempt.objects.filter(snippet__contains=secret).exists()
