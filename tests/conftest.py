@@ -75,3 +75,25 @@ def sandbox():
     server = start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_partner_state(settings):
+    """Cached partner tokens and quota buckets do not leak from one test into the next (nor between test runs
+    sharing a Redis)."""
+    from connectors.delivery import ratelimit, tokens
+
+    def clear():
+        tokens._local.clear()
+        with ratelimit._local.lock:
+            ratelimit._local.state.clear()
+        if settings.REDIS_URL:
+            client = tokens._redis(settings.REDIS_URL)
+            for prefix in (tokens.KEY_PREFIX, ratelimit.KEY_PREFIX):
+                keys = list(client.scan_iter(match=prefix + "*", count=1000))
+                if keys:
+                    client.delete(*keys)
+
+    clear()
+    yield
+    clear()
