@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -29,10 +31,30 @@ class PartnerClient:
     default_base_url: str = ""
     # Partner error code ("code" or "code/subcode") -> what it means, shown next to the statistics.
     error_codes: dict[str, str] = {}
+    # Clients making one request per item run them concurrently on a thread pool of this size (see `pool`).
+    max_workers: int = 1
 
     def __init__(self, config: ClientConfig, session: requests.Session):
         self.config = config
         self.session = session
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+
+    def pool(self) -> ThreadPoolExecutor:
+        """The client's thread pool (`max_workers` threads), created on first use and kept for later sends."""
+        if self._executor is None:
+            with self._executor_lock:
+                if self._executor is None:
+                    name = self.partner.key if self.partner else "partner"
+                    self._executor = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix=name)
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the thread pool when the dispatcher replaces this client (the session belongs to the dispatcher)."""
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
     @property
     def base_url(self) -> str:

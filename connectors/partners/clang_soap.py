@@ -40,7 +40,6 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -541,28 +540,15 @@ class ClangClient(PartnerClient):
             self._group_id = int(config.settings.get("group_id") or 0)
         except (TypeError, ValueError):
             self._group_id = 0
-        self._executor: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
         # Set when Clang refuses the uuid during a send: the remaining call sets are not made (see `guard`).
         self._refused = threading.Event()
 
     # Plumbing --------------------------------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Stop the thread pool (the session belongs to the dispatcher)."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
-
     def run_each(self, jobs: list[Callable[[], CallResult]]) -> list[CallResult]:
         """Run independent call sets, concurrently when there are several."""
         if len(jobs) <= 1:
             return [job() for job in jobs]
-        if self._executor is None:
-            with self._lock:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix=self.partner.key)
-        futures = [self._executor.submit(job) for job in jobs]
+        futures = [self.pool().submit(job) for job in jobs]
         return [future.result() for future in futures]
 
     def begin(self) -> None:

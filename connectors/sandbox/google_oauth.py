@@ -20,6 +20,23 @@ TOKEN_PREFIX = "ya29.sandbox-"
 ENDPOINTS = (("POST", PATH, "Google OAuth 2.0 token endpoint (refresh-token grant)"),)
 _counter = itertools.count(1)
 
+# The google.rpc status Google's APIs answer with for each HTTP status (the Google API emulations share it).
+RPC_STATUS_BY_HTTP = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    412: "FAILED_PRECONDITION",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
 
 def match(method: str, path: str):
     return "token" if method == "POST" and path == PATH else None

@@ -26,9 +26,7 @@ AuthorizationFailure from network rules, …) is a partner error.
 from __future__ import annotations
 
 import base64
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -107,6 +105,7 @@ def error_code(status: int, headers, body: bytes) -> str:
 
 
 class Client(PartnerClient):
+    max_workers = MAX_WORKERS
     partner = PARTNER
     error_codes = ERROR_CODES
 
@@ -122,22 +121,6 @@ class Client(PartnerClient):
         queue = quote(self.queue, safe="")
         self._messages_url = f"{self.url(self.host, f'/{queue}/messages')}?{self._sas}"
         self._metadata_url = f"{self.url(self.host, f'/{queue}')}?comp=metadata&{self._sas}"
-        self._executor: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            with self._lock:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="azure-queue")
-        return self._executor
-
-    def close(self) -> None:
-        """Stop the thread pool (the session belongs to the dispatcher)."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
 
     # ------------------------------------------------------------------------------------------------------------
     def message_text(self, action: str, item: Item, timestamp: str) -> bytes:
@@ -166,7 +149,7 @@ class Client(PartnerClient):
         timestamp = iso_utc(time.time())
         if len(items) == 1:
             return [self._send_one(action, 0, items[0], timestamp)]
-        pool = self._pool()
+        pool = self.pool()
         futures = [pool.submit(self._send_one, action, i, item, timestamp) for i, item in enumerate(items)]
         return [future.result() for future in futures]
 

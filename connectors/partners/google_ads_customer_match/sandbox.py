@@ -29,6 +29,7 @@ import uuid
 from typing import Any
 
 from connectors.sandbox import Fault, Request, Response, google_oauth, json_response
+from connectors.sandbox.google_oauth import RPC_STATUS_BY_HTTP
 
 NAME = "google_ads_customer_match"
 HOST = "/datamanager.googleapis.com"
@@ -65,17 +66,7 @@ PRODUCTS = ("PRODUCT_UNSPECIFIED", "GOOGLE_ADS", "DISPLAY_VIDEO_PARTNER", "DISPL
 CONSENT = ("CONSENT_STATUS_UNSPECIFIED", "CONSENT_GRANTED", "CONSENT_DENIED")
 ENCODINGS = ("ENCODING_UNSPECIFIED", "HEX", "BASE64")
 TOS = ("TERMS_OF_SERVICE_STATUS_UNSPECIFIED", "ACCEPTED", "REJECTED")
-STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
+STATUS_NAMES = RPC_STATUS_BY_HTTP
 
 # Request schemas: field -> "string" | "bool" | ("enum", values) | ("list", item) | {nested object}.
 STRING, BOOL, ANY_OBJECT = "string", "bool", "object"

@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from connectors.sandbox import Fault, Request, Response, json_response
-from connectors.sandbox.google_oauth import valid_bearer
+from connectors.sandbox.google_oauth import RPC_STATUS_BY_HTTP, valid_bearer
 
 NAME = "google_cm360"
 HOST = "dfareporting.googleapis.com"
@@ -59,20 +59,7 @@ ERROR_KIND = "dfareporting#conversionError"
 QUERY_PARAMS = frozenset({"alt", "$.xgafv", "fields", "prettyPrint", "quotaUser"})
 ROW_CODES = ("INVALID_ARGUMENT", "NOT_FOUND", "PERMISSION_DENIED", "INTERNAL")
 
-STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    412: "FAILED_PRECONDITION",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    501: "NOT_IMPLEMENTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
+STATUS_NAMES = RPC_STATUS_BY_HTTP
 LEGACY_REASONS = {
     400: "invalid",
     401: "authError",

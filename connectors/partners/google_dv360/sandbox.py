@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from connectors.sandbox import Fault, Request, Response, json_response
-from connectors.sandbox.google_oauth import valid_bearer
+from connectors.sandbox.google_oauth import RPC_STATUS_BY_HTTP, valid_bearer
 
 NAME = "google_dv360"
 HOST = "/displayvideo.googleapis.com"
@@ -75,20 +75,7 @@ CONTACT_FIELDS = {
 }
 ADDRESS_FIELDS = ("hashedFirstName", "hashedLastName", "zipCodes", "countryCode")
 
-RPC_BY_HTTP = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    412: "FAILED_PRECONDITION",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
+RPC_BY_HTTP = RPC_STATUS_BY_HTTP
 UNAUTHENTICATED_MESSAGE = (
     "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid "
     "authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."

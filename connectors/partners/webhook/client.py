@@ -15,9 +15,7 @@ into a GET elsewhere): a 3xx counts as a non-retryable partner error.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from datetime import time as dt_time
 from urllib.parse import urlsplit
@@ -71,6 +69,7 @@ def _iso(ts: float) -> str:
 
 
 class Client(PartnerClient):
+    max_workers = MAX_WORKERS
     partner = PARTNER
     default_base_url = ""
     error_codes = ERROR_CODES
@@ -85,8 +84,6 @@ class Client(PartnerClient):
         self._secret_problem = self._check_secret(self._secret)
         self._include_variables = bool(config.settings.get("include_profile_variables"))
         self._url = self._target_url(str(config.settings.get("endpoint_url") or ""), config.base_url_override)
-        self._executor: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
 
     @staticmethod
     def _check_secret(secret: str) -> str:
@@ -108,22 +105,9 @@ class Client(PartnerClient):
         return override.rstrip("/") + path + (f"?{parts.query}" if parts.query else "")
 
     @property
-    def url(self) -> str:
+    def endpoint(self) -> str:
+        """Where events go: the configured endpoint, or its path under the sandbox override."""
         return self._url
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            with self._lock:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="webhook")
-        return self._executor
-
-    def close(self) -> None:
-        """Stop the thread pool (the session belongs to the dispatcher)."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True)
 
     # ------------------------------------------------------------------------------------------------
     def body(self, action: str, item: Item, now: float) -> bytes:
@@ -166,7 +150,7 @@ class Client(PartnerClient):
             ]
         if len(items) <= 1:
             return [self._send_one(action, i, item) for i, item in enumerate(items)]
-        pool = self._pool()
+        pool = self.pool()
         futures = [pool.submit(self._send_one, action, i, item) for i, item in enumerate(items)]
         return [future.result() for future in futures]
 

@@ -17,9 +17,10 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection
 from connectors import services
-from connectors.delivery import dispatcher, outbox
+from connectors.delivery import dispatcher
 from connectors.models import DailyStat, Delivery, DeliveryAttempt, DispatchLease, PartnerConfig
 from tests.connectors.delivery.conftest import make_profiles
+from tests.connectors.sandbox_helpers import drain, enter, fault, sandbox_stats, stats
 from tests.factories import VALID_SETTINGS, WEBHOOK_SECRET
 
 ROOT = Path(settings.BASE_DIR)
@@ -33,19 +34,6 @@ def fresh_clients():
     dispatcher._clients.clear()
 
 
-def stats(config):
-    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
-
-
-def sandbox_stats(sandbox, scope):
-    return requests.get(f"{sandbox.url}/_sandbox/stats?scope={scope}", timeout=5).json()[scope]
-
-
-def fault(sandbox, scope, **body):
-    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"scope": scope, **body}, timeout=5)
-    assert response.status_code == 201, response.text
-
-
 def connect(partner_key, sandbox, scope, partner_audience_id, **settings_override):
     connector = services.connector_create(
         partner_key=partner_key,
@@ -57,18 +45,6 @@ def connect(partner_key, sandbox, scope, partner_audience_id, **settings_overrid
     audience = Audience.objects.create(name=f"audience {scope}")
     AudienceConnection.objects.create(audience=audience, partner_config=config, partner_audience_id=partner_audience_id)
     return config, audience
-
-
-def enter(audience, profiles, action="add"):
-    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in profiles], action=action)
-
-
-def drain(config, rounds=20):
-    for _ in range(rounds):
-        report = dispatcher.dispatch_config(config.pk)
-        if report.claimed == 0 or report.paused:
-            return report
-    return report
 
 
 @pytest.mark.django_db

@@ -14,10 +14,11 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection, Profile, ProfileIdentifier
 from connectors import services
-from connectors.delivery import dispatcher, outbox
-from connectors.models import DailyStat, Delivery, PartnerConfig
+from connectors.delivery import dispatcher
+from connectors.models import Delivery, PartnerConfig
 from connectors.partners.azure_event_hubs.sandbox import SANDBOX_SAS_KEY
 from connectors.partners.azure_sas import service_bus_token
+from tests.connectors.sandbox_helpers import drain, enter, fault, sandbox_stats, stats
 from tests.factories import VALID_SETTINGS
 
 PARTNER = "azure_event_hubs"
@@ -68,15 +69,6 @@ def detail(response) -> str:
     return text
 
 
-def sandbox_stats(sandbox, scope):
-    return requests.get(f"{sandbox.url}/_sandbox/stats?scope={scope}", timeout=5).json()[scope][PARTNER]
-
-
-def fault(sandbox, scope, **body):
-    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"scope": scope, **body}, timeout=5)
-    assert response.status_code == 201, response.text
-
-
 # --- the emulation ------------------------------------------------------------------------------------------------
 def test_listed_by_the_sandbox(sandbox, http):
     info = http.get(f"{sandbox.url}/_sandbox").json()
@@ -87,15 +79,15 @@ def test_listed_by_the_sandbox(sandbox, http):
 def test_valid_batch_is_created_and_counted(sandbox, http):
     response = post(http, sandbox, [event(1), event(2), event(2), event(3, "profile.removed")])
     assert response.status_code == 201 and response.content == b""
-    stats = sandbox_stats(sandbox, "eh")
-    assert stats["batches"] == 1 and stats["events"] == {"profile.added": 3, "profile.removed": 1}
-    assert (stats["rows_added"], stats["rows_removed"], stats["unique_ids"]) == (3, 1, 3)
+    seen = sandbox_stats(sandbox, "eh", PARTNER)
+    assert seen["batches"] == 1 and seen["events"] == {"profile.added": 3, "profile.removed": 1}
+    assert (seen["rows_added"], seen["rows_removed"], seen["unique_ids"]) == (3, 1, 3)
 
 
 def test_single_event_send_without_batch_content_type(sandbox, http):
     response = post(http, sandbox, b'{"type":"profile.added","id":"x"}', content_type="application/atom+xml")
     assert response.status_code == 201
-    assert sandbox_stats(sandbox, "eh")["events"] == {"profile.added": 1}
+    assert sandbox_stats(sandbox, "eh", PARTNER)["events"] == {"profile.added": 1}
 
 
 @pytest.mark.parametrize(
@@ -119,7 +111,7 @@ def test_token_is_checked(sandbox, http, auth, reason):
     response = post(http, sandbox, [event(1)], auth=auth)
     assert response.status_code == 401
     assert f"<Detail>{reason}:" in detail(response)
-    assert sandbox_stats(sandbox, "eh")["errors"] == 1
+    assert sandbox_stats(sandbox, "eh", PARTNER)["errors"] == 1
 
 
 def test_namespace_wide_token_covers_every_hub(sandbox, http):
@@ -241,23 +233,6 @@ def profiles(n, *, slot="partner_number", prefix="p", attributes=None):
     return created
 
 
-def enter(audience, members, action="add"):
-    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in members], action=action)
-
-
-def drain(config, rounds=20):
-    report = None
-    for _ in range(rounds):
-        report = dispatcher.dispatch_config(config.pk)
-        if report.claimed == 0 or report.paused:
-            return report
-    return report
-
-
-def daily(config):
-    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
-
-
 @pytest.mark.django_db
 def test_add_remove_and_skips_reach_the_event_hub_and_statistics(sandbox):
     config, audience = connect(sandbox, "e2e")
@@ -268,10 +243,10 @@ def test_add_remove_and_skips_reach_the_event_hub_and_statistics(sandbox):
     enter(audience, members[:10], "remove")
     drain(config)
 
-    stats = sandbox_stats(sandbox, "e2e")
-    assert (stats["rows_added"], stats["rows_removed"], stats["unique_ids"], stats["errors"]) == (30, 10, 40, 0)
-    assert stats["batches"] == 2 and stats["with_variables"] == 0
-    assert daily(config) == {("added", ""): 30, ("removed", ""): 10, ("skipped_no_identifier", ""): 4}
+    seen = sandbox_stats(sandbox, "e2e", PARTNER)
+    assert (seen["rows_added"], seen["rows_removed"], seen["unique_ids"], seen["errors"]) == (30, 10, 40, 0)
+    assert seen["batches"] == 2 and seen["with_variables"] == 0
+    assert stats(config) == {("added", ""): 30, ("removed", ""): 10, ("skipped_no_identifier", ""): 4}
 
 
 @pytest.mark.django_db
@@ -279,8 +254,8 @@ def test_profile_variables_travel_when_enabled(sandbox):
     config, audience = connect(sandbox, "vars", variables=["first_name"], include_profile_variables=True)
     enter(audience, profiles(3, attributes={"first_name": "Zoë", "secret_score": 9}))
     drain(config)
-    assert sandbox_stats(sandbox, "vars")["with_variables"] == 3
-    assert daily(config) == {("added", ""): 3}
+    assert sandbox_stats(sandbox, "vars", PARTNER)["with_variables"] == 3
+    assert stats(config) == {("added", ""): 3}
 
 
 @pytest.mark.django_db
@@ -295,10 +270,10 @@ def test_basic_tier_batches_stay_under_256_kb(sandbox):
     )
     enter(audience, profiles(120, attributes={"notes": "n" * 4000}))
     drain(config)
-    stats = sandbox_stats(sandbox, "basic")
-    assert stats["rows_added"] == 120 and stats["errors"] == 0
-    assert stats["batches"] >= 2 and stats["largest_batch_bytes"] <= 256 * 1024
-    assert daily(config) == {("added", ""): 120}
+    seen = sandbox_stats(sandbox, "basic", PARTNER)
+    assert seen["rows_added"] == 120 and seen["errors"] == 0
+    assert seen["batches"] >= 2 and seen["largest_batch_bytes"] <= 256 * 1024
+    assert stats(config) == {("added", ""): 120}
 
 
 @pytest.mark.django_db
@@ -308,9 +283,9 @@ def test_standard_tier_set_on_a_basic_namespace_recovers_by_splitting(sandbox):
     )
     enter(audience, profiles(120, attributes={"notes": "n" * 4000}))
     drain(config)
-    stats = sandbox_stats(sandbox, "wrongtier")
-    assert stats["rows_added"] == 120 and stats["errors"] >= 1  # the 413s, each followed by two halves
-    assert daily(config) == {("added", ""): 120}
+    seen = sandbox_stats(sandbox, "wrongtier", PARTNER)
+    assert seen["rows_added"] == 120 and seen["errors"] >= 1  # the 413s, each followed by two halves
+    assert stats(config) == {("added", ""): 120}
 
 
 @pytest.mark.django_db
@@ -320,13 +295,13 @@ def test_wrong_key_pauses_until_the_key_is_fixed(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert daily(config) == {("invalid_credentials", "401/InvalidSignature"): 3}
+    assert stats(config) == {("invalid_credentials", "401/InvalidSignature"): 3}
     enter(audience, profiles(2, prefix="b"))
     assert drain(config).paused == "credentials_invalid"
     services.partner_config_update(partner_config=config, settings={"sas_key": SANDBOX_SAS_KEY})
     drain(config)
-    assert daily(config)[("added", "")] == 2
-    assert sandbox_stats(sandbox, "badkey")["rows_added"] == 2
+    assert stats(config)[("added", "")] == 2
+    assert sandbox_stats(sandbox, "badkey", PARTNER)["rows_added"] == 2
 
 
 @pytest.mark.django_db
@@ -337,8 +312,8 @@ def test_expired_token_is_renewed_without_pausing(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health != PartnerConfig.Health.CREDENTIALS_INVALID
-    assert daily(config) == {("added", ""): 5}
-    assert sandbox_stats(sandbox, "expired")["requests"] == 2  # refused once, re-signed and resent at once
+    assert stats(config) == {("added", ""): 5}
+    assert sandbox_stats(sandbox, "expired", PARTNER)["requests"] == 2  # refused once, re-signed and resent at once
 
 
 @pytest.mark.django_db
@@ -364,7 +339,7 @@ def test_server_busy_is_retried_after_retry_after(sandbox):
     assert all(r.next_attempt_at >= before + timedelta(seconds=119) for r in rows)
     rows.update(next_attempt_at=timezone.now())
     drain(config)
-    assert daily(config) == {("added", ""): 3}
+    assert stats(config) == {("added", ""): 3}
 
 
 @pytest.mark.django_db
@@ -373,7 +348,7 @@ def test_quota_exceeded_is_a_partner_error_in_the_statistics(sandbox):
     fault(sandbox, "quota", fault="partner_error", count=1)
     enter(audience, profiles(4))
     drain(config)
-    assert daily(config) == {("partner_error", "403/QuotaExceeded"): 4}
+    assert stats(config) == {("partner_error", "403/QuotaExceeded"): 4}
 
 
 @pytest.mark.django_db

@@ -14,10 +14,11 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection, Profile, ProfileIdentifier
 from connectors import services
-from connectors.delivery import dispatcher, outbox
-from connectors.models import DailyStat, Delivery, PartnerConfig
+from connectors.delivery import dispatcher
+from connectors.models import Delivery, PartnerConfig
 from connectors.partners.azure_sas import make_account_sas, make_queue_sas, parse_xml
 from connectors.partners.azure_storage_queue.sandbox import SANDBOX_ACCOUNT_KEY
+from tests.connectors.sandbox_helpers import drain, enter, fault, sandbox_stats, stats
 from tests.factories import VALID_SETTINGS
 
 PARTNER = "azure_storage_queue"
@@ -79,15 +80,6 @@ def error_code(response) -> str:
     return code
 
 
-def sandbox_stats(sandbox, scope):
-    return requests.get(f"{sandbox.url}/_sandbox/stats?scope={scope}", timeout=5).json()[scope][PARTNER]
-
-
-def fault(sandbox, scope, **body):
-    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"scope": scope, **body}, timeout=5)
-    assert response.status_code == 201, response.text
-
-
 # --- the emulation ------------------------------------------------------------------------------------------------
 def test_listed_by_the_sandbox(sandbox, http):
     info = http.get(f"{sandbox.url}/_sandbox").json()
@@ -110,10 +102,10 @@ def test_put_message_created_and_counted(sandbox, http):
     }
     put(http, sandbox, envelope(event_text(2, "profile.removed")))
     put(http, sandbox, envelope("plain text, not base64 JSON"))
-    stats = sandbox_stats(sandbox, "q")
-    assert stats["messages"] == 3 and stats["rows_added"] == 1 and stats["rows_removed"] == 1
-    assert stats["events"] == {"profile.added": 1, "profile.removed": 1, "(undecoded)": 1}
-    assert stats["queues"] == {f"{ACCOUNT}/profile-changes": 3}
+    seen = sandbox_stats(sandbox, "q", PARTNER)
+    assert seen["messages"] == 3 and seen["rows_added"] == 1 and seen["rows_removed"] == 1
+    assert seen["events"] == {"profile.added": 1, "profile.removed": 1, "(undecoded)": 1}
+    assert seen["queues"] == {f"{ACCOUNT}/profile-changes": 3}
 
 
 def test_queue_service_sas_is_verified_too(sandbox, http):
@@ -263,23 +255,6 @@ def profiles(n, *, slot="partner_number", prefix="p", attributes=None):
     return created
 
 
-def enter(audience, members, action="add"):
-    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in members], action=action)
-
-
-def drain(config, rounds=20):
-    report = None
-    for _ in range(rounds):
-        report = dispatcher.dispatch_config(config.pk)
-        if report.claimed == 0 or report.paused:
-            return report
-    return report
-
-
-def daily(config):
-    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
-
-
 @pytest.mark.django_db
 def test_add_remove_and_skips_reach_the_queue_and_statistics(sandbox):
     config, audience = connect(sandbox, "e2e")
@@ -290,10 +265,10 @@ def test_add_remove_and_skips_reach_the_queue_and_statistics(sandbox):
     enter(audience, members[:5], "remove")
     drain(config)
 
-    stats = sandbox_stats(sandbox, "e2e")
-    assert (stats["rows_added"], stats["rows_removed"], stats["unique_ids"], stats["errors"]) == (25, 5, 30, 0)
-    assert stats["queues"] == {f"{ACCOUNT}/profile-changes": 30}
-    assert daily(config) == {("added", ""): 25, ("removed", ""): 5, ("skipped_no_identifier", ""): 3}
+    seen = sandbox_stats(sandbox, "e2e", PARTNER)
+    assert (seen["rows_added"], seen["rows_removed"], seen["unique_ids"], seen["errors"]) == (25, 5, 30, 0)
+    assert seen["queues"] == {f"{ACCOUNT}/profile-changes": 30}
+    assert stats(config) == {("added", ""): 25, ("removed", ""): 5, ("skipped_no_identifier", ""): 3}
 
 
 @pytest.mark.django_db
@@ -301,7 +276,7 @@ def test_profile_variables_travel_when_enabled(sandbox):
     config, audience = connect(sandbox, "vars", variables=["first_name"], include_profile_variables=True)
     enter(audience, profiles(4, attributes={"first_name": "Zoë"}))
     drain(config)
-    assert sandbox_stats(sandbox, "vars")["with_variables"] == 4
+    assert sandbox_stats(sandbox, "vars", PARTNER)["with_variables"] == 4
 
 
 @pytest.mark.django_db
@@ -309,7 +284,7 @@ def test_add_only_token_delivers(sandbox):
     config, audience = connect(sandbox, "addonly", sas_token=account_sas("a", "o", protocol="https"))
     enter(audience, profiles(3))
     drain(config)
-    assert daily(config) == {("added", ""): 3}
+    assert stats(config) == {("added", ""): 3}
 
 
 @pytest.mark.django_db
@@ -320,13 +295,13 @@ def test_expired_token_pauses_until_a_new_one_is_saved(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert daily(config) == {("invalid_credentials", "AuthenticationFailed"): 3}
+    assert stats(config) == {("invalid_credentials", "AuthenticationFailed"): 3}
     enter(audience, profiles(2, prefix="b"))
     assert drain(config).paused == "credentials_invalid"
     requests.delete(f"{sandbox.url}/_sandbox/faults?scope=expired", timeout=5)
     services.partner_config_update(partner_config=config, settings={"sas_token": account_sas("ra", "co")})
     drain(config)
-    assert daily(config)[("added", "")] == 2
+    assert stats(config)[("added", "")] == 2
 
 
 @pytest.mark.django_db
@@ -336,7 +311,7 @@ def test_token_signed_with_another_key_pauses(sandbox):
     drain(config)
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
-    assert daily(config) == {("invalid_credentials", "AuthenticationFailed"): 2}
+    assert stats(config) == {("invalid_credentials", "AuthenticationFailed"): 2}
 
 
 @pytest.mark.django_db
@@ -351,7 +326,7 @@ def test_server_busy_is_retried_after_retry_after(sandbox):
     assert all(r.next_attempt_at >= before + timedelta(seconds=59) for r in rows)
     rows.update(next_attempt_at=timezone.now())
     drain(config)
-    assert daily(config) == {("added", ""): 2}
+    assert stats(config) == {("added", ""): 2}
 
 
 @pytest.mark.django_db
@@ -359,7 +334,7 @@ def test_unknown_queue_is_a_partner_error(sandbox):
     config, audience = connect(sandbox, "noqueue", queue_name="missing-queue")
     enter(audience, profiles(2))
     drain(config)
-    assert daily(config) == {("partner_error", "QueueNotFound"): 2}
+    assert stats(config) == {("partner_error", "QueueNotFound"): 2}
 
 
 @pytest.mark.django_db

@@ -15,10 +15,11 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection
 from connectors import services
-from connectors.delivery import dispatcher, outbox
-from connectors.models import DailyStat, Delivery, PartnerConfig
+from connectors.delivery import dispatcher
+from connectors.models import Delivery, PartnerConfig
 from connectors.partners.registry import REGISTRY
 from tests.connectors.partners.test_clang_realtime_sandbox import clang_stats, members, profiles
+from tests.connectors.sandbox_helpers import enter, stats
 from tests.factories import VALID_SETTINGS
 
 
@@ -29,10 +30,6 @@ def fresh_clients(settings):
     dispatcher._clients.clear()
     yield
     dispatcher._clients.clear()
-
-
-def stats(config):
-    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
 
 
 def connect(sandbox, scope, partner_audience_id="", variables=(), **settings_override):
@@ -49,10 +46,6 @@ def connect(sandbox, scope, partner_audience_id="", variables=(), **settings_ove
         profile_variables=list(variables),
     )  # fmt: skip
     return config, audience
-
-
-def enter(audience, people, action="add"):
-    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in people], action=action)
 
 
 def drain(config, rounds=20):

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection, Profile, ProfileIdentifier
 from connectors import services
-from connectors.delivery import dispatcher, outbox
-from connectors.models import DailyStat, Delivery, PartnerConfig
+from connectors.delivery import dispatcher
+from connectors.models import Delivery, PartnerConfig
 from connectors.partners.clang_soap import (
     CONTENT_TYPE,
     SOAP_ACTION,
@@ -21,6 +21,7 @@ from connectors.partners.clang_soap import (
     request_envelope,
     struct,
 )
+from tests.connectors.sandbox_helpers import drain, enter, stats
 from tests.factories import VALID_SETTINGS
 
 UUID = VALID_SETTINGS["clang_realtime"]["uuid"]
@@ -35,10 +36,6 @@ def fresh_clients(settings):
     dispatcher._clients.clear()
     yield
     dispatcher._clients.clear()
-
-
-def stats(config):
-    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
 
 
 def clang_stats(sandbox, scope):
@@ -81,18 +78,6 @@ def profiles(n, *, slot="customer_id", prefix="crm", attributes=None):
         [ProfileIdentifier(profile=p, slot=slot, value=v) for p, v in zip(made, values, strict=True)]
     )
     return made
-
-
-def enter(audience, people, action="add"):
-    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in people], action=action)
-
-
-def drain(config, rounds=20):
-    for _ in range(rounds):
-        report = dispatcher.dispatch_config(config.pk)
-        if report.claimed == 0 or report.paused:
-            return report
-    return report
 
 
 def soap(sandbox, scope, operation, params, *, content_type=CONTENT_TYPE, action=SOAP_ACTION, body=None):

@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection, Profile, ProfileIdentifier
 from connectors import services
-from connectors.delivery import dispatcher, outbox, ratelimit, tokens
-from connectors.models import DailyStat, Delivery, DeliveryAttempt, PartnerConfig
+from connectors.delivery import dispatcher, ratelimit, tokens
+from connectors.models import Delivery, DeliveryAttempt, PartnerConfig
+from tests.connectors.sandbox_helpers import drain, enter, fault, sandbox_stats, stats
 from tests.factories import VALID_SETTINGS
 
 KEY = "google_ads_customer_match"
@@ -56,32 +57,6 @@ def profiles(values, slot="email", prefix="p"):
 
 def emails(n, prefix="e"):
     return profiles([f"Person.{prefix}{i}+promo@Example.com" for i in range(n)], prefix=prefix)
-
-
-def enter(audience, members, action="add"):
-    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in members], action=action)
-
-
-def drain(config, rounds=20):
-    report = None
-    for _ in range(rounds):
-        report = dispatcher.dispatch_config(config.pk)
-        if report.claimed == 0 or report.paused:
-            return report
-    return report
-
-
-def stats(config):
-    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
-
-
-def sandbox_stats(sandbox, scope):
-    return requests.get(f"{sandbox.url}/_sandbox/stats?scope={scope}", timeout=5).json()[scope]
-
-
-def fault(sandbox, scope, **body):
-    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"scope": scope, **body}, timeout=5)
-    assert response.status_code == 201, response.text
 
 
 # --- end to end ---------------------------------------------------------------------------------------------------

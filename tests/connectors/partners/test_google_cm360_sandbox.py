@@ -12,8 +12,9 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection, Profile, ProfileIdentifier
 from connectors import services
-from connectors.delivery import dispatcher, outbox, tokens
-from connectors.models import DailyStat, Delivery, DeliveryAttempt, PartnerConfig
+from connectors.delivery import dispatcher, tokens
+from connectors.models import Delivery, DeliveryAttempt, PartnerConfig
+from tests.connectors.sandbox_helpers import drain, enter, fault, stats
 from tests.factories import VALID_SETTINGS
 
 KEY = "google_cm360"
@@ -34,21 +35,12 @@ def fresh(settings):
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
-def stats(config):
-    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
-
-
 def cm360(sandbox, scope):
     return requests.get(f"{sandbox.url}/_sandbox/stats?scope={scope}", timeout=5).json()[scope][KEY]
 
 
 def oauth(sandbox, scope):
     return requests.get(f"{sandbox.url}/_sandbox/stats?scope={scope}", timeout=5).json()[scope]["google_oauth"]
-
-
-def fault(sandbox, scope, **body):
-    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"scope": scope, **body}, timeout=5)
-    assert response.status_code == 201, response.text
 
 
 def connect(sandbox, scope, partner_audience_id="", timeout_seconds=None, **overrides):
@@ -83,19 +75,6 @@ def profiles(slot, values):
 
 def match_ids(prefix, n):
     return profiles("customer_id", [f"{prefix}-{i:04d}" for i in range(n)])
-
-
-def enter(audience, people, action="add"):
-    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in people], action=action)
-
-
-def drain(config, rounds=20):
-    report = None
-    for _ in range(rounds):
-        report = dispatcher.dispatch_config(config.pk)
-        if report.claimed == 0 or report.paused:
-            return report
-    return report
 
 
 def due_now(config):

@@ -13,10 +13,11 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection, Profile, ProfileIdentifier
 from connectors import services
-from connectors.delivery import dispatcher, http, outbox, ratelimit
+from connectors.delivery import dispatcher, http, ratelimit
 from connectors.delivery.types import ClientConfig
-from connectors.models import DailyStat, Delivery, PartnerConfig
+from connectors.models import Delivery, PartnerConfig
 from connectors.partners.google_dv360.client import Client
+from tests.connectors.sandbox_helpers import drain, enter, fault, sandbox_stats, stats
 from tests.factories import VALID_SETTINGS
 
 AUDIENCE = "4567890123"  # a contact-info Customer Match audience in the sandbox
@@ -82,31 +83,6 @@ def profiles(n, slot, prefix, *, consent=True):
         [ProfileIdentifier(profile=p, slot=slot, value=values(i)) for i, p in enumerate(made)]
     )
     return made
-
-
-def enter(audience, members, action="add"):
-    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in members], action=action)
-
-
-def drain(config, rounds=10):
-    for _ in range(rounds):
-        report = dispatcher.dispatch_config(config.pk)
-        if report.claimed == 0 or report.paused:
-            return report
-    return report
-
-
-def stats(config):
-    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
-
-
-def sandbox_stats(sandbox, scope):
-    return requests.get(f"{sandbox.url}/_sandbox/stats?scope={scope}", timeout=5).json()[scope]
-
-
-def fault(sandbox, scope, **body):
-    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"scope": scope, **body}, timeout=5)
-    assert response.status_code == 201, response.text
 
 
 def clear_faults(sandbox, scope):

@@ -16,9 +16,10 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection, Profile, ProfileIdentifier
 from connectors import services
-from connectors.delivery import dispatcher, outbox
-from connectors.models import DailyStat, Delivery, DeliveryAttempt, PartnerConfig
+from connectors.delivery import dispatcher
+from connectors.models import Delivery, DeliveryAttempt, PartnerConfig
 from connectors.partners.the_trade_desk.sandbox import SANDBOX_ADVERTISER_SECRET
+from tests.connectors.sandbox_helpers import drain, enter, fault, sandbox_stats, stats
 from tests.factories import VALID_SETTINGS
 
 PARTNER = "the_trade_desk"
@@ -37,19 +38,6 @@ def fresh_clients(settings):
 
 
 # --- helpers ------------------------------------------------------------------------------------------------------
-def sandbox_stats(sandbox, scope):
-    return requests.get(f"{sandbox.url}/_sandbox/stats?scope={scope}", timeout=5).json()[scope][PARTNER]
-
-
-def fault(sandbox, scope, **body):
-    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"scope": scope, **body}, timeout=5)
-    assert response.status_code == 201, response.text
-
-
-def stats(config):
-    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
-
-
 def connect(sandbox, scope, partner_audience_id=SEGMENT, **settings_override):
     connector = services.connector_create(
         partner_key=PARTNER,
@@ -75,21 +63,9 @@ def profiles(n, *, slot="email", prefix="p"):
     return made
 
 
-def enter(audience, members, action="add"):
-    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in members], action=action)
-
-
 def age(config, seconds=2 * 3600):
     """Time passes: the oldest due row has waited longer than the batch interval."""
     Delivery.objects.filter(partner_config=config).update(created_at=timezone.now() - timedelta(seconds=seconds))
-
-
-def drain(config, rounds=10):
-    for _ in range(rounds):
-        report = dispatcher.dispatch_config(config.pk)
-        if report.claimed == 0 or report.paused:
-            return report
-    return report
 
 
 # --- end to end ---------------------------------------------------------------------------------------------------
@@ -105,7 +81,7 @@ def test_emails_reach_the_crm_segment_and_the_statistics(sandbox):
     enter(audience, members + extra)
     drain(config)
 
-    ttd = sandbox_stats(sandbox, "ttd-add")
+    ttd = sandbox_stats(sandbox, "ttd-add", PARTNER)
     assert (ttd["drops_created"], ttd["uploads"], ttd["rows_added"], ttd["rows_invalid"]) == (1, 1, 1603, 0)
     assert ttd["segments"] == {f"{ADVERTISER}/{SEGMENT}": 1601}
     assert stats(config) == {("added", ""): 1603}
@@ -123,7 +99,7 @@ def test_a_small_batch_waits_and_is_not_sent_below_the_minimum(sandbox):
     age(config)
     before = timezone.now()
     drain(config)
-    assert sandbox_stats(sandbox, "ttd-small")["requests"] == 0  # never sent to The Trade Desk
+    assert sandbox_stats(sandbox, "ttd-small", PARTNER)["requests"] == 0  # never sent to The Trade Desk
     rows = Delivery.objects.filter(partner_config=config)
     assert {(r.status, r.partner_error_code, r.attempts) for r in rows} == {("pending", "below_minimum_batch", 1)}
     assert all(r.next_attempt_at >= before + timedelta(seconds=3599) for r in rows)
@@ -138,7 +114,7 @@ def test_email_removals_are_reported_not_sent(sandbox):
     drain(config)
     enter(audience, members, "remove")
     drain(config)
-    ttd = sandbox_stats(sandbox, "ttd-remove")
+    ttd = sandbox_stats(sandbox, "ttd-remove", PARTNER)
     assert ttd["uploads"] == 1 and ttd["segments"] == {f"{ADVERTISER}/{SEGMENT}": 1500}
     assert stats(config) == {("added", ""): 1500, ("other_error", "crm_remove_unsupported"): 1500}
     assert set(Delivery.objects.values_list("status", "partner_error_code")) == {("failed", "crm_remove_unsupported")}
@@ -154,7 +130,7 @@ def test_ttd_ids_go_through_real_time_data_add_and_remove(sandbox):
     enter(audience, members[:5], "remove")
     age(config)
     drain(config)
-    ttd = sandbox_stats(sandbox, "ttd-rt")
+    ttd = sandbox_stats(sandbox, "ttd-rt", PARTNER)
     assert (ttd["realtime_added"], ttd["realtime_removed"], ttd["realtime_failed"], ttd["errors"]) == (20, 5, 0, 0)
     assert stats(config) == {("added", ""): 20, ("removed", ""): 5}
 
@@ -203,7 +179,7 @@ def test_throttling_is_retried_after_retry_after(sandbox):
     rows.update(next_attempt_at=timezone.now())  # time passes
     drain(config)
     assert stats(config) == {("added", ""): 1500}
-    assert sandbox_stats(sandbox, "ttd-429")["rows_added"] == 1500
+    assert sandbox_stats(sandbox, "ttd-429", PARTNER)["rows_added"] == 1500
 
 
 @pytest.mark.django_db
@@ -280,7 +256,7 @@ def test_upload_add_then_replace_and_the_minimum(sandbox):
     assert put(open_drop(sandbox, "files", replace).json()["Url"], hashes(1500)).status_code == 200
     small = put(open_drop(sandbox, "files").json()["Url"], hashes(20))  # S3 takes it, The Trade Desk refuses it
     assert small.status_code == 200
-    ttd = sandbox_stats(sandbox, "files")
+    ttd = sandbox_stats(sandbox, "files", PARTNER)
     assert (ttd["uploads"], ttd["rows_added"], ttd["rows_invalid"]) == (2, 3100, 1)
     assert (ttd["uploads_refused_below_minimum"], ttd["rows_refused"]) == (1, 20)
     assert ttd["segments"] == {f"{ADVERTISER}/{SEGMENT}": 1500}  # Replace left only the last upload
@@ -318,5 +294,5 @@ def test_real_time_is_signed_and_reports_failed_lines(sandbox):
     assert response.status_code == 403
     unknown_region = f"{sandbox.url}/c/rt/mars-data.adsrvr.org/data/advertiser"
     assert requests.post(unknown_region, data=body, headers=headers, timeout=5).status_code == 404
-    ttd = sandbox_stats(sandbox, "rt")
+    ttd = sandbox_stats(sandbox, "rt", PARTNER)
     assert (ttd["realtime_added"], ttd["realtime_failed"]) == (1, 1)

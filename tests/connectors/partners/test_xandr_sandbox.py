@@ -12,11 +12,12 @@ from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection, Profile, ProfileIdentifier
 from connectors import services
-from connectors.delivery import dispatcher, outbox, ratelimit, tokens
+from connectors.delivery import dispatcher, ratelimit, tokens
 from connectors.delivery.dispatcher import client_for
-from connectors.models import DailyStat, Delivery, DeliveryAttempt, PartnerConfig
+from connectors.models import Delivery, DeliveryAttempt, PartnerConfig
 from connectors.partners.xandr import sandbox as xandr_sandbox
 from connectors.partners.xandr.client import Client
+from tests.connectors.sandbox_helpers import drain, enter, fault, sandbox_stats, stats
 from tests.factories import VALID_SETTINGS
 
 SEGMENT = "123456"
@@ -36,19 +37,6 @@ def fresh_clients(settings):
 def fast_batch_polls(monkeypatch):
     monkeypatch.setattr(Client, "batch_poll_interval", 0.02)
     monkeypatch.setattr(Client, "batch_poll_seconds", 2.0)
-
-
-def sandbox_stats(sandbox, scope):
-    return requests.get(f"{sandbox.url}/_sandbox/stats?scope={scope}", timeout=5).json()[scope]["xandr"]
-
-
-def fault(sandbox, scope, **body):
-    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"scope": scope, **body}, timeout=5)
-    assert response.status_code == 201, response.text
-
-
-def stats(config):
-    return {(s.outcome, s.partner_error_code): s.count for s in DailyStat.objects.filter(partner_config=config)}
 
 
 def fresh_limits(config):
@@ -82,19 +70,6 @@ def profiles(n, *, prefix, first_uid=5727816213491965000, slot="xandr_uid", valu
     return made
 
 
-def enter(audience, members, action="add"):
-    outbox.audience_members_enqueue(audience_id=audience.pk, profile_ids=[p.pk for p in members], action=action)
-
-
-def drain(config, rounds=20):
-    report = None
-    for _ in range(rounds):
-        report = dispatcher.dispatch_config(config.pk)
-        if report.claimed == 0 or report.paused:
-            return report
-    return report
-
-
 # --- real time -----------------------------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_add_remove_and_unsendable_profiles(sandbox):
@@ -104,11 +79,11 @@ def test_add_remove_and_unsendable_profiles(sandbox):
     no_uid = profiles(3, prefix="e", slot="email", values=[f"e{i}@example.com" for i in range(3)])
     enter(audience, members + opted_out + no_uid)
     drain(config)
-    xandr = sandbox_stats(sandbox, "rt")
+    xandr = sandbox_stats(sandbox, "rt", "xandr")
     assert (xandr["rows_added"], xandr["rows_invalid"], xandr["logins"], xandr["errors"]) == (30, 0, 1, 0)
     enter(audience, members[:10], "remove")
     drain(config)
-    xandr = sandbox_stats(sandbox, "rt")
+    xandr = sandbox_stats(sandbox, "rt", "xandr")
     assert (xandr["rows_removed"], xandr["logins"]) == (10, 1)  # the token is reused
     assert stats(config) == {
         ("added", ""): 30,
@@ -134,7 +109,7 @@ def test_unknown_segment_comes_back_as_warnings_per_user(sandbox):
     enter(audience, profiles(4, prefix="w"))
     drain(config)
     assert stats(config) == {("partner_error", "rt_warning"): 4}
-    assert sandbox_stats(sandbox, "warn")["rows_invalid"] == 4
+    assert sandbox_stats(sandbox, "warn", "xandr")["rows_invalid"] == 4
     assert set(Delivery.objects.filter(partner_config=config).values_list("status", flat=True)) == {"failed"}
 
 
@@ -146,7 +121,7 @@ def test_expired_session_is_renewed_once_and_sent(sandbox):
     fault(sandbox, "renew", fault="expired_token", count=1)
     enter(audience, profiles(3, prefix="r2", first_uid=5727816213491966000))
     drain(config)
-    xandr = sandbox_stats(sandbox, "renew")
+    xandr = sandbox_stats(sandbox, "renew", "xandr")
     assert (xandr["logins"], xandr["rows_added"]) == (2, 5)
     assert stats(config) == {("added", ""): 5}
     config.refresh_from_db()
@@ -162,7 +137,7 @@ def test_sessions_refused_after_a_fresh_login_pause_until_the_credentials_change
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
     assert stats(config) == {("invalid_credentials", "NOAUTH"): 3}
-    assert sandbox_stats(sandbox, "token")["logins"] == 2  # the first login and exactly one renewal
+    assert sandbox_stats(sandbox, "token", "xandr")["logins"] == 2  # the first login and exactly one renewal
     assert set(Delivery.objects.filter(partner_config=config).values_list("partner_error_code", flat=True)) == {
         "NOAUTH"
     }
@@ -182,7 +157,7 @@ def test_wrong_password_pauses_without_sending(sandbox):
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
     assert stats(config) == {("invalid_credentials", "NOAUTH"): 2}
-    assert sandbox_stats(sandbox, "wrong")["rows_added"] == 0
+    assert sandbox_stats(sandbox, "wrong", "xandr")["rows_added"] == 0
 
 
 @pytest.mark.django_db
@@ -234,12 +209,12 @@ def test_batch_mode_uploads_a_file_and_reads_the_job(sandbox):
     members = profiles(20, prefix="b")
     enter(audience, members)
     drain(config)
-    xandr = sandbox_stats(sandbox, "bss")
+    xandr = sandbox_stats(sandbox, "bss", "xandr")
     assert (xandr["jobs_opened"], xandr["jobs_uploaded"], xandr["jobs_completed"]) == (1, 1, 1)
     assert xandr["rows_added"] == 20
     enter(audience, members[:5], "remove")
     drain(config)
-    assert sandbox_stats(sandbox, "bss")["rows_removed"] == 5
+    assert sandbox_stats(sandbox, "bss", "xandr")["rows_removed"] == 5
     assert stats(config) == {("added", ""): 20, ("removed", ""): 5}
     snippets = list(DeliveryAttempt.objects.filter(partner_config=config).values_list("snippet", flat=True))
     assert all("completed" in s for s in snippets)
