@@ -93,7 +93,7 @@ def deliveries_enqueue(
                 result.pending += insert_select_ids(Delivery, COLUMNS, constants, "profile_id", profile_ids)
                 active_ids.append(config_id)
         if active_ids and max_before is not None:
-            result.replaced = _replace_older(active_ids, max_before, profile_ids)
+            result.replaced = _replace_older(active_ids, max_before, profile_ids, audience_id, journey_id)
         stats_increment(stats)
         if active_ids and settings.DAP_KICK_ON_COMMIT:
             transaction.on_commit(lambda: kick(active_ids))
@@ -115,8 +115,16 @@ def _has_pending(*, config_ids: list[int]) -> bool:
     return Delivery.objects.filter(partner_config_id__in=config_ids, status=Delivery.Status.PENDING).exists()
 
 
-def _replace_older(config_ids: list[int], max_before: int, profile_ids: Sequence[int]) -> int:
-    """Drop pending rows older than the ones just written for the same configuration and profile.
+def same_target_sql(column: str) -> str:
+    """`column` null-safely equal to a parameter (a change's source: audience or journey)."""
+    return f"{column} IS NOT DISTINCT FROM %s" if is_postgres() else f"{column} IS %s"
+
+
+def _replace_older(
+    config_ids: list[int], max_before: int, profile_ids: Sequence[int], audience_id: int | None, journey_id: int | None
+) -> int:
+    """Drop pending rows older than the ones just written for the same configuration, profile and source (the
+    audience or journey: each sends to its own partner-side audience, so their changes never replace each other).
 
     Rows a worker is sending right now are locked (PostgreSQL) and skipped: that send completes, then the newer row
     goes out after it, so the order holds.
@@ -128,8 +136,9 @@ def _replace_older(config_ids: list[int], max_before: int, profile_ids: Sequence
         lock = " FOR UPDATE SKIP LOCKED" if is_postgres() else ""
         cursor.execute(
             f"DELETE FROM {name} WHERE id IN (SELECT id FROM {name} WHERE status = 'pending' AND id <= %s "
-            f"AND {configs_sql} AND {profiles_sql}{lock})",
-            [max_before, *config_params, *profile_params],
+            f"AND {configs_sql} AND {profiles_sql} AND {same_target_sql('audience_id')} "
+            f"AND {same_target_sql('journey_id')}{lock})",
+            [max_before, *config_params, *profile_params, audience_id, journey_id],
         )
         return cursor.rowcount
 
@@ -137,7 +146,9 @@ def _replace_older(config_ids: list[int], max_before: int, profile_ids: Sequence
 def audience_members_enqueue(*, audience_id: int, profile_ids: Sequence[int], action: str) -> EnqueueResult:
     """An audience's members entered (add) or left (remove): enqueue for every configuration it is connected to."""
     config_ids = list(
-        AudienceConnection.objects.filter(audience_id=audience_id).values_list("partner_config_id", flat=True)
+        AudienceConnection.objects.filter(audience_id=audience_id, removing_since__isnull=True).values_list(
+            "partner_config_id", flat=True
+        )
     )
     return deliveries_enqueue(
         partner_config_ids=config_ids, profile_ids=profile_ids, action=action, audience_id=audience_id
@@ -148,7 +159,8 @@ def connector_resync(*, connector: Connector, since=None) -> int:
     """After reactivation: add the current members of every connected audience, and remove the profiles whose
     removal was skipped while the connector was deactivated. Returns the number of rows enqueued."""
     total = 0
-    connections = AudienceConnection.objects.filter(partner_config__connector=connector)
+    # Connections being removed (their members' removals queued) get nothing new.
+    connections = AudienceConnection.objects.filter(partner_config__connector=connector, removing_since__isnull=True)
     for conn in connections:
         members = list(
             AudienceMembership.objects.filter(audience_id=conn.audience_id).values_list("profile_id", flat=True)

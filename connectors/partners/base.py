@@ -225,6 +225,13 @@ class Partner:
     snippet_template: str = ""
     # Cross-field checks: callables taking the cleaned settings+secrets dict, returning {field: message}.
     cross_checks: tuple[Callable[[Mapping[str, Any]], dict[str, str]], ...] = field(default=())
+    # Audience connections: the partner-side audience, segment, list or group an audience is sent to (its label,
+    # format and help). None: a connection names nothing at this partner. `audience_id_defaults` are settings of the
+    # configuration that stand in when a connection names none (a connection must name one when none is set);
+    # `audience_id_checks` take (value, configuration settings) and return a message when the pair does not fit.
+    audience_id_field: SettingField | None = None
+    audience_id_defaults: tuple[str, ...] = ()
+    audience_id_checks: tuple[Callable[[str, Mapping[str, Any]], str], ...] = ()
 
     def __post_init__(self):
         names = [f.name for f in self.settings]
@@ -238,6 +245,10 @@ class Partner:
             raise ValueError(f"{self.key}: a cookie-sync endpoint needs cookie_sync, an id pattern and a slot")
         if self.identifier_slot_setting and self.identifier_slot_setting not in names:
             raise ValueError(f"{self.key}: identifier_slot_setting names an unknown setting")
+        if set(self.audience_id_defaults) - set(names):
+            raise ValueError(f"{self.key}: audience_id_defaults names an unknown setting")
+        if self.audience_id_defaults and self.audience_id_field is None:
+            raise ValueError(f"{self.key}: audience_id_defaults without an audience_id_field")
 
     # --- labels and schema helpers --------------------------------------------------------------
     @property
@@ -334,6 +345,31 @@ class Partner:
             return (chosen,) if chosen else ()
         return self.identifier_slots
 
+    def clean_audience_id(self, value: Any, settings: Mapping[str, Any]) -> str:
+        """The partner audience id an audience connection names, validated for this partner and configuration
+        (`settings`: the configuration's plain settings). Raises ValidationError with plain messages."""
+        f = self.audience_id_field
+        empty = value is None or (isinstance(value, str) and not value.strip())
+        if f is None:
+            if not empty:
+                raise ValidationError(f"{self.name} takes no partner audience id: leave it empty.")
+            return ""
+        if empty:
+            if f.required:
+                raise ValidationError(f"Enter the {f.label}.")
+            if self.audience_id_defaults and not any(settings.get(name) for name in self.audience_id_defaults):
+                labels = " or ".join(self.get_field(name).label for name in self.audience_id_defaults)
+                raise ValidationError(f"Enter the {f.label}: the configuration sets no {labels} to fall back on.")
+            return ""
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        cleaned = str(f.clean(value))
+        for check in self.audience_id_checks:
+            message = check(cleaned, settings)
+            if message:
+                raise ValidationError(message)
+        return cleaned
+
     def render_snippet(self, settings: Mapping[str, Any]) -> str:
         values = {f.name: settings.get(f.name, f.default if f.default is not None else "") for f in self.settings}
         return self.snippet_template.format(**values)
@@ -361,6 +397,8 @@ class Partner:
             "prerequisites": list(self.prerequisites),
             "limits": self.limits.describe() if self.limits else None,
             "settings": [f.describe() for f in self.settings],
+            "audience_id_field": self.audience_id_field.describe() if self.audience_id_field else None,
+            "audience_id_defaults": list(self.audience_id_defaults),
         }
 
 

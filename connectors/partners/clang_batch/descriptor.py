@@ -12,7 +12,7 @@ from connectors.partners.base import (
     SyncOn,
     UsableIn,
 )
-from connectors.partners.clang_realtime.descriptor import CLANG_SETTINGS, DOCS_URL, SLOTS
+from connectors.partners.clang_realtime.descriptor import CLANG_GROUP, CLANG_SETTINGS, DOCS_URL, SLOTS
 
 PARTNER = Partner(
     key="clang_batch",
@@ -50,6 +50,8 @@ PARTNER = Partner(
             "107 'customer already member' counts as done."
         ),
     ),
+    audience_id_field=CLANG_GROUP,
+    audience_id_defaults=("group_id",),
     settings=(
         *CLANG_SETTINGS,
         SettingField(

@@ -52,6 +52,18 @@ CLANG_SETTINGS = (
     identifier_slot_setting(*SLOTS, default=Slot.CUSTOMER_ID),
 )
 
+# An audience connection may name another Clang group than the configuration's.
+CLANG_GROUP = SettingField(
+    "partner_audience_id",
+    "Group ID",
+    required=False,
+    max_length=19,
+    pattern=r"[1-9]\d{0,18}",
+    pattern_message="Enter the numeric Clang group ID.",
+    help_text="Optional: Clang > Groups, the numeric ID of the group for this audience. Leave empty to use the "
+    "configuration's group.",
+)
+
 PARTNER = Partner(
     key="clang_realtime",
     name="Clang real-time",
@@ -85,5 +97,7 @@ PARTNER = Partner(
             "(0 = ok) and msg; fault 107 'customer already member' counts as done."
         ),
     ),
+    audience_id_field=CLANG_GROUP,
+    audience_id_defaults=("group_id",),
     settings=CLANG_SETTINGS,
 )

@@ -68,6 +68,17 @@ PARTNER = Partner(
             "invalid member fails the whole request."
         ),
     ),
+    audience_id_field=SettingField(
+        "partner_audience_id",
+        "Customer Match list ID",
+        required=False,
+        max_length=20,
+        pattern=DIGITS_ID,
+        pattern_message=DIGITS_MESSAGE,
+        help_text="Google Ads > Tools > Audience manager: the user list's ID. Leave empty to use the "
+        "configuration's default list.",
+    ),
+    audience_id_defaults=("user_list_id",),
     settings=(
         SettingField(
             "operating_account_id",

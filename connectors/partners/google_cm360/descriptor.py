@@ -58,6 +58,17 @@ PARTNER = Partner(
             "cannot identify one. Leaving an audience sends nothing (a conversion cannot be withdrawn)."
         ),
     ),
+    audience_id_field=SettingField(
+        "partner_audience_id",
+        "Floodlight activity ID",
+        required=False,
+        max_length=20,
+        pattern=DIGITS_ID,
+        pattern_message=DIGITS_MESSAGE,
+        help_text="Optional: record this audience's conversions on another Floodlight activity than the "
+        "configuration's.",
+    ),
+    audience_id_defaults=("floodlight_activity_id",),
     settings=(
         SettingField(
             "profile_id",

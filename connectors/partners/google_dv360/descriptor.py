@@ -68,6 +68,14 @@ PARTNER = Partner(
             "429 RESOURCE_EXHAUSTED is retried."
         ),
     ),
+    audience_id_field=SettingField(
+        "partner_audience_id",
+        "Customer Match audience ID",
+        max_length=20,
+        pattern=DIGITS_ID,
+        pattern_message=DIGITS_MESSAGE,
+        help_text="Display & Video 360 > Audiences > First-party and partner audiences: the audience's ID.",
+    ),
     settings=(
         SettingField(
             "advertiser_id",

@@ -13,7 +13,7 @@ from connectors.partners.base import (
     SyncOn,
     UsableIn,
 )
-from connectors.partners.validators import NO_SPACES_MESSAGE
+from connectors.partners.validators import DIGITS_ID, NO_SPACES_MESSAGE
 
 API_VERSIONS = (("v26.0", "v26.0 (current)"), ("v25.0", "v25.0"))
 
@@ -50,6 +50,14 @@ PARTNER = Partner(
             "custom_audience), reported in the X-Business-Use-Case-Usage header; codes 4, 17, 613 and 80xxx "
             "are throttling and are retried with backoff."
         ),
+    ),
+    audience_id_field=SettingField(
+        "partner_audience_id",
+        "Custom audience ID",
+        max_length=20,
+        pattern=DIGITS_ID,
+        pattern_message="Enter the custom audience ID (digits only).",
+        help_text="Ads Manager > Audiences: the ID of the customer-list Custom Audience this audience fills.",
     ),
     settings=(
         SettingField(

@@ -84,6 +84,17 @@ PARTNER = Partner(
             "documented vendor limit; real-time requests carry at most 10,000 items."
         ),
     ),
+    audience_id_field=SettingField(
+        "partner_audience_id",
+        "CRM data ID",
+        required=False,
+        max_length=32,
+        pattern=r"[A-Za-z0-9]{7}",
+        pattern_message="A CRM data ID is 7 letters and digits, e.g. cc9b84o.",
+        help_text="The CRM data segment's CrmDataId (7 characters). Leave empty to use the configuration's "
+        "default CRM data ID.",
+    ),
+    audience_id_defaults=("crm_data_id",),
     settings=(
         SettingField(
             "advertiser_id",

@@ -67,6 +67,15 @@ PARTNER = Partner(
         "Your firewall accepts calls from the platform's egress IP addresses.",
     ),
     limits=Limits(max_batch_size=1, notes="One request per profile change; 410 Gone disables the endpoint."),
+    audience_id_field=SettingField(
+        "partner_audience_id",
+        "Audience label",
+        required=False,
+        max_length=200,
+        pattern=r"[^\x00-\x1f\x7f]+",
+        pattern_message="Use printable characters only (no tabs or line breaks).",
+        help_text='Optional: written into each payload as "audience" so your consumers can tell audiences apart.',
+    ),
     settings=(
         SettingField(
             "endpoint_url",

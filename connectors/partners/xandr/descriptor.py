@@ -24,6 +24,16 @@ def one_default_segment(settings) -> dict[str, str]:
     return {}
 
 
+SEGMENT_ID_OR_CODE = r"\d{1,19}|[A-Za-z0-9_.:-]{1,100}"
+
+
+def batch_needs_segment_id(value: str, settings) -> str:
+    """The Batch Segment Service addresses segments by id only."""
+    if settings.get("mode") == "batch" and not value.isdigit():
+        return "Batch mode sends to segment IDs only: enter the numeric segment ID."
+    return ""
+
+
 PARTNER = Partner(
     key="xandr",
     name="Xandr",
@@ -65,6 +75,18 @@ PARTNER = Partner(
             "so it is cached and renewed only on NOAUTH."
         ),
     ),
+    audience_id_field=SettingField(
+        "partner_audience_id",
+        "Segment ID or code",
+        required=False,
+        max_length=100,
+        pattern=SEGMENT_ID_OR_CODE,
+        pattern_message="Enter the numeric segment ID, or the segment code (letters, digits and _ . : - only).",
+        help_text="Audiences > Segments: the segment's ID (or its code). Leave empty to use the configuration's "
+        "default segment.",
+    ),
+    audience_id_defaults=("default_segment_id", "default_segment_code"),
+    audience_id_checks=(batch_needs_segment_id,),
     settings=(
         SettingField(
             "username",
