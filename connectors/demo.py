@@ -12,7 +12,6 @@ import os
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection, AudienceMembership, Profile, ProfileIdentifier
 from connectors import services
@@ -21,10 +20,12 @@ from connectors.models import Connector
 from connectors.partners.azure_event_hubs.sandbox import SANDBOX_SAS_KEY
 from connectors.partners.azure_sas import make_account_sas
 from connectors.partners.azure_storage_queue.sandbox import SANDBOX_ACCOUNT_KEY
-from journeys.models import Journey, JourneyActivationStep
+from journeys import services as journey_services
+from journeys.models import Journey
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin"
+WELCOME_JOURNEY = "Welcome journey"
 PROFILES = 2000
 
 
@@ -266,6 +267,7 @@ def load_demo() -> list[str]:
         created.append(f"connector {spec['name']}")
 
     profiles = _demo_profiles(created)
+    to_enter = []
     for spec in specs:
         if "audience" not in spec:
             continue
@@ -279,24 +281,57 @@ def load_demo() -> list[str]:
         AudienceConnection.objects.create(
             audience=audience, partner_config=config, partner_audience_id=partner_audience_id
         )
-        _enter(audience, profiles[members])
-        created.append(f"audience {name} connected to {spec['name']}, {len(profiles[members])} members queued")
+        to_enter.append((audience, profiles[members], spec["name"]))
 
-    webhook_config = Connector.objects.get(name="CRM webhook").configs.first()
-    now = timezone.now()
-    journey, new = Journey.objects.get_or_create(
-        name="Welcome journey", defaults={"status": Journey.Status.LIVE, "published_at": now, "draft_updated_at": now}
-    )
-    if new:
-        JourneyActivationStep.objects.create(
-            journey=journey,
-            version="published",
-            step_key="notify-crm",
-            label="Notify CRM",
-            partner_config=webhook_config,
-        )
-        created.append(f"journey {journey.name} sending to the CRM webhook")
+    # The journey goes live before the audiences fill: the loyal customers entering next are its first entrants.
+    if not Journey.objects.filter(name=WELCOME_JOURNEY).exists():
+        _welcome_journey(admin)
+        created.append(f"journey {WELCOME_JOURNEY} (live) sending to the CRM webhook")
+
+    for audience, members, connector_name in to_enter:
+        _enter(audience, members)
+        created.append(f"audience {audience.name} connected to {connector_name}, {len(members)} members queued")
     return created
+
+
+def _welcome_journey(admin) -> Journey:
+    """Loyal customers entering → wait a minute → sent to the CRM webhook → exit."""
+    webhook_config = Connector.objects.get(name="CRM webhook").configs.order_by("id").first()
+    loyal = Audience.objects.get(name="Loyal customers")
+    journey = journey_services.journey_create(
+        name=WELCOME_JOURNEY,
+        description="Welcomes every new loyal customer in the CRM a minute after they qualify.",
+        definition={
+            "steps": [
+                {
+                    "key": "start",
+                    "type": "entry",
+                    "label": "Becomes a loyal customer",
+                    "audience_id": loyal.pk,
+                    "next": "wait",
+                },
+                {
+                    "key": "wait",
+                    "type": "wait",
+                    "label": "Wait a minute",
+                    "duration": {"minutes": 1},
+                    "next": "notify-crm",
+                },
+                {
+                    "key": "notify-crm",
+                    "type": "activate",
+                    "label": "Notify CRM",
+                    "partner_config_id": webhook_config.pk,
+                    "action": "add",
+                    "next": "done",
+                },
+                {"key": "done", "type": "exit", "label": "Done"},
+            ]
+        },  # fmt: skip
+        actor=admin,
+    )
+    journey_services.journey_publish(journey=journey, actor=admin)
+    return journey
 
 
 def _demo_profiles(created: list[str]) -> list[Profile]:

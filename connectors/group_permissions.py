@@ -2,7 +2,14 @@
 
 APPS = ("connectors", "audiences", "journeys")
 # Written only by the platform itself: admins read them (deliveries are replayed through a service, not edited).
-READ_ONLY_MODELS = {"connectorevent", "dailystat", "deliveryattempt"}
+READ_ONLY_MODELS = {
+    "connectorevent",
+    "dailystat",
+    "deliveryattempt",
+    "audiencemembership",
+    "audiencemembershipchange",
+    "audienceentry",
+}
 # Extra permissions admins hold on read-only models.
 EXTRA_ADMIN_CODENAMES = {"change_delivery"}
 
@@ -11,9 +18,10 @@ def sync_groups(apps, schema_editor=None) -> None:
     from django.contrib.auth.management import create_permissions
 
     for app_config in apps.get_app_configs():
-        app_config.models_module = True
+        before = getattr(app_config, "models_module", None)
+        app_config.models_module = True  # migration state apps have none; create_permissions skips those
         create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        app_config.models_module = before
 
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")

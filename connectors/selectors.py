@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -11,7 +11,8 @@ from connectors.errors import Usage
 from connectors.models import ERROR_OUTCOMES, SKIPPED_OUTCOMES, Connector, ConnectorEvent, DailyStat, Outcome
 from connectors.partners.base import Kind
 from connectors.partners.registry import all_partners
-from journeys.models import Journey, JourneyActivationStep
+from journeys.models import Journey, JourneyActivationStep, JourneyVersion
+from journeys.selectors import live_journeys_with_unpublished_changes
 
 
 def _stat_sum(days: int, outcomes) -> Subquery:
@@ -120,15 +121,30 @@ def partner_config_usages(*, config_ids) -> list[Usage]:
                 name=c.audience.name,
                 partner_config_id=c.partner_config_id,
                 partner_config_name=c.partner_config.name,
-                detail=f"partner audience {c.partner_audience_id}" if c.partner_audience_id else "",
+                detail=", ".join(
+                    part
+                    for part in (
+                        f"partner audience {c.partner_audience_id}" if c.partner_audience_id else "",
+                        "removing its members" if c.removing_since else "",
+                    )
+                    if part
+                ),
             )
         )
+    latest = JourneyVersion.objects.filter(journey=OuterRef("journey_id")).order_by("-number").values("number")[:1]
     steps = (
         JourneyActivationStep.objects.filter(partner_config_id__in=config_ids)
-        .select_related("journey", "partner_config")
-        .order_by("journey__name", "version", "step_key")
+        .select_related("journey", "partner_config", "version")
+        .annotate(latest_number=Subquery(latest))
+        .order_by("journey__name", F("version__number").desc(nulls_first=True), "step_key")
     )
     for s in steps:
+        if s.version_id is None:
+            where = "draft"
+        elif s.version.number == s.latest_number:
+            where = "published version"
+        else:
+            where = f"earlier version {s.version.number}"
         usages.append(
             Usage(
                 kind="journey",
@@ -136,8 +152,7 @@ def partner_config_usages(*, config_ids) -> list[Usage]:
                 name=s.journey.name,
                 partner_config_id=s.partner_config_id,
                 partner_config_name=s.partner_config.name,
-                detail=f"step {s.label or s.step_key}, {s.get_version_display().lower()}, "
-                f"journey {s.journey.get_status_display().lower()}",
+                detail=f"step {s.label or s.step_key}, {where}, journey {s.journey.get_status_display().lower()}",
             )
         )
     return usages
@@ -148,11 +163,9 @@ def connector_usages(*, connector: Connector) -> list[Usage]:
 
 
 def connector_live_journeys_with_unpublished_changes(*, connector: Connector) -> list[Journey]:
-    """Live journeys that reference the connector and have a draft that differs from the published version."""
-    journeys = Journey.objects.filter(
-        status=Journey.Status.LIVE, activation_steps__partner_config__connector=connector
-    ).distinct()
-    return [j for j in journeys if j.has_unpublished_changes]
+    """Live journeys that reference the connector (in their draft or any published version) and have a draft that
+    differs from the published version."""
+    return list(live_journeys_with_unpublished_changes(config_filter=Q(partner_config__connector=connector)))
 
 
 def connector_history(*, connector: Connector, limit: int = 50) -> QuerySet[ConnectorEvent]:

@@ -53,6 +53,8 @@ DAP_HTTP_CONCURRENCY = env.int("DAP_HTTP_CONCURRENCY", default=32)
 DAP_RATE_LIMIT_MAX_WAIT_SECONDS = env.float("DAP_RATE_LIMIT_MAX_WAIT_SECONDS", default=10.0)
 # Cookie-sync tokens (signed profile references placed in sync pixels) are accepted for this long.
 DAP_COOKIE_SYNC_TOKEN_MAX_AGE_SECONDS = env.int("DAP_COOKIE_SYNC_TOKEN_MAX_AGE_SECONDS", default=30 * 86400)
+# Audiences: recent enters/exits kept for the pages and the journeys engine (pruned daily).
+DAP_AUDIENCE_CHANGE_RETENTION_DAYS = env.int("DAP_AUDIENCE_CHANGE_RETENTION_DAYS", default=30)
 # Use HTTP(S)_PROXY / NO_PROXY and .netrc from the environment for partner calls (off: direct egress, faster).
 DAP_HTTP_TRUST_ENV = env.bool("DAP_HTTP_TRUST_ENV", default=False)
 # Kick the dispatcher when an enqueuing transaction commits (the schedule runs every minute anyway).
@@ -184,6 +186,8 @@ SPECTACULAR_SETTINGS = {
         "ConnectorStatusEnum": "connectors.models.Connector.Status",
         "DeliveryStatusEnum": "connectors.models.Delivery.Status",
         "OutcomeEnum": "connectors.models.Outcome",
+        "JourneyStatusEnum": "journeys.models.Journey.Status",
+        "JourneyEnrollmentStatusEnum": "journeys.models.JourneyEnrollment.Status",
     },
 }
 

@@ -3,11 +3,12 @@
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from audiences.models import Audience, AudienceConnection
 from connectors.forms import setting_field_name
 from connectors.models import Connector, DailyStat, Outcome, PartnerConfig
-from journeys.models import Journey, JourneyActivationStep
+from journeys.models import Journey, JourneyActivationStep, JourneyVersion
 
 WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LXZhbHVlLWZvci10ZXN0cy0xMjM0NTY3ODk="  # 32 bytes once decoded
 DV360_CLIENT_SECRET = "GOCSPX-dv360ClientSecretValue9876"
@@ -176,12 +177,25 @@ class JourneyFactory(factory.django.DjangoModelFactory):
     status = Journey.Status.LIVE
 
 
+class JourneyVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = JourneyVersion
+        django_get_or_create = ("journey", "number")
+
+    journey = factory.SubFactory(JourneyFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    definition = factory.LazyFunction(lambda: {"steps": []})
+    published_at = factory.LazyFunction(timezone.now)
+
+
 class JourneyActivationStepFactory(factory.django.DjangoModelFactory):
+    """An activation step of the journey's published version (pass version=None for one of the draft)."""
+
     class Meta:
         model = JourneyActivationStep
 
     journey = factory.SubFactory(JourneyFactory)
-    version = JourneyActivationStep.Version.PUBLISHED
+    version = factory.SubFactory(JourneyVersionFactory, journey=factory.SelfAttribute("..journey"), number=1)
     step_key = factory.Sequence(lambda n: f"step-{n}")
     label = "Send to partner"
     partner_config = factory.SubFactory(PartnerConfigFactory)

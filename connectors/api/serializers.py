@@ -58,6 +58,14 @@ class PartnerSerializer(serializers.Serializer):
     prerequisites = serializers.ListField(child=serializers.CharField())
     limits = LimitsSerializer(allow_null=True)
     settings = SettingFieldSerializer(many=True)
+    audience_id_field = SettingFieldSerializer(
+        allow_null=True,
+        help_text="What an audience connection (or journey step) names at this partner: its audience, segment, list "
+        "or group id, with format and help; null when it names nothing.",
+    )
+    audience_id_defaults = serializers.ListField(
+        child=serializers.CharField(), help_text="Settings that supply the id when a connection leaves it empty."
+    )
 
 
 class PartnerConfigSerializer(serializers.ModelSerializer):

@@ -322,18 +322,21 @@ def _process(config: PartnerConfig, client: PartnerClient, rows: list[_Row], rep
     slots = partner.identifier_slots_for(config.settings)
     acc = _Outcomes(config.pk)
 
-    # Coalesce: the newest row per profile stands for all of them; older ones are dropped.
-    newest: dict[int, _Row] = {}
+    # Coalesce: per profile and source (audience or journey: each has its own partner-side target), the newest row
+    # stands for all of them; older ones are dropped.
+    newest: dict[tuple, _Row] = {}
     for row in rows:
-        other = newest.get(row.profile_id)
+        key = (row.profile_id, row.audience_id, row.journey_id)
+        other = newest.get(key)
         if other is not None:
             if other.id > row.id:
                 other, row = row, other
             acc.delete_ids.append(other.id)
             report.replaced += 1
-        newest[row.profile_id] = row
+        newest[key] = row
     live = sorted(newest.values(), key=lambda r: r.id)
     connections = _partner_audience_ids(config.pk, {r.audience_id for r in live if r.audience_id})
+    steps = _journey_targets(config.pk, {r.journey_id for r in live if r.journey_id and not r.audience_id})
 
     by_action: dict[str, list[tuple[_Row, Item]]] = defaultdict(list)
     for row in live:
@@ -351,7 +354,10 @@ def _process(config: PartnerConfig, client: PartnerClient, rows: list[_Row], rep
             acc.final[(Delivery.Status.SKIPPED, Outcome.SKIPPED_NO_IDENTIFIER, "", "", 0)].append(row.id)
             acc.count(Outcome.SKIPPED_NO_IDENTIFIER)
             continue
-        partner_audience_id, wanted = connections.get(row.audience_id, ("", []))
+        if row.audience_id:
+            partner_audience_id, wanted = connections.get(row.audience_id, ("", []))
+        else:
+            partner_audience_id, wanted = steps.get(row.journey_id, ("", []))
         variables = {}
         if wanted and row.attributes:
             variables = {k: row.attributes.get(k) for k in wanted}
@@ -401,6 +407,15 @@ def _partner_audience_ids(config_id: int, audience_ids: set[int]) -> dict[int, t
             partner_config_id=config_id, audience_id__in=audience_ids
         ).values_list("audience_id", "partner_audience_id", "profile_variables")
     }
+
+
+def _journey_targets(config_id: int, journey_ids: set[int]) -> dict[int, tuple[str, list]]:
+    """Per journey: the partner audience id and profile variables of its activation step sending here."""
+    if not journey_ids:
+        return {}
+    from journeys.selectors import activation_targets
+
+    return activation_targets(partner_config_id=config_id, journey_ids=journey_ids)
 
 
 def _backoff(attempts: int, retry_after: float | None) -> float:
@@ -501,9 +516,11 @@ def _write(acc: _Outcomes, report: DispatchReport) -> None:
         retry_ids = [i for ids in acc.retry.values() for i in ids]
         if retry_ids:
             match, params = ids_match("id", retry_ids)
+            same = "IS NOT DISTINCT FROM" if is_postgres() else "IS"
             cursor.execute(
                 f"DELETE FROM {name} WHERE {match} AND EXISTS (SELECT 1 FROM {name} n "
                 f"WHERE n.partner_config_id = {name}.partner_config_id AND n.profile_id = {name}.profile_id "
+                f"AND n.audience_id {same} {name}.audience_id AND n.journey_id {same} {name}.journey_id "
                 f"AND n.id > {name}.id)",
                 params,
             )

@@ -67,9 +67,15 @@ def assert_no_secret(page, *secrets):
         assert secret not in html
 
 
-# serialized_rollback: the groups come from a data migration, which a transactional flush would otherwise remove.
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_create_configure_deactivate_and_refused_delete(live_server, page):
+    # The groups come from a data migration, which an earlier transactional test's flush removed: recreate them
+    # (idempotent). A serialized rollback instead clashes with the content types that flush re-creates.
+    from django.apps import apps
+
+    from connectors.group_permissions import sync_groups
+
+    sync_groups(apps)
     UserFactory(username="browser-marketer", groups=["Marketing admin"])
 
     # Log in through the real login page (the list redirects there).

@@ -385,3 +385,34 @@ def test_actions_a_partner_does_not_sync_are_not_queued():
     assert enqueue(config, profiles, "remove").pending == 0
     assert not Delivery.objects.exists()
     assert enqueue(config, profiles, "add").pending == 3
+
+
+def test_changes_for_two_audiences_on_one_configuration_never_replace_each_other(fake_client):
+    """A profile entering audience A and leaving audience B, both sent to one configuration: two partner-side
+    audiences, two changes — coalescing is per profile and source, not per profile."""
+    config = PartnerConfigFactory()
+    a = AudienceConnectionFactory(partner_config=config, partner_audience_id="seg-a")
+    b = AudienceConnectionFactory(partner_config=config, partner_audience_id="seg-b")
+    [profile] = make_profiles(1)
+    outbox.audience_members_enqueue(audience_id=b.audience_id, profile_ids=[profile.pk], action="add")
+    outbox.audience_members_enqueue(audience_id=a.audience_id, profile_ids=[profile.pk], action="add")
+    outbox.audience_members_enqueue(audience_id=b.audience_id, profile_ids=[profile.pk], action="remove")
+    assert Delivery.objects.count() == 2  # B's add was replaced by B's remove; A's add stands
+    report = dispatcher.dispatch_config(config.pk)
+    assert report.outcomes == {Outcome.ADDED: 1, Outcome.REMOVED: 1}
+    sent = sorted((action, item.partner_audience_id) for action, items in fake_client.calls for item in items)
+    assert sent == [("add", "seg-a"), ("remove", "seg-b")]
+
+
+def test_a_journey_step_sends_its_partner_audience_id(fake_client):
+    from tests.factories import JourneyActivationStepFactory
+
+    config = PartnerConfigFactory()
+    step = JourneyActivationStepFactory(partner_config=config, partner_audience_id="journey-seg")
+    [profile] = make_profiles(1)
+    outbox.deliveries_enqueue(
+        partner_config_ids=[config.pk], profile_ids=[profile.pk], action="add", journey_id=step.journey_id
+    )
+    assert dispatcher.dispatch_config(config.pk).outcomes == {Outcome.ADDED: 1}
+    [(_, [item])] = fake_client.calls
+    assert item.partner_audience_id == "journey-seg"
