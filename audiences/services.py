@@ -498,7 +498,7 @@ def _enqueue_select(
     """Queue, for every configuration, each (action, SELECT of `profile_id`, params) source: INSERT … SELECT with the
     same rows and semantics as `outbox.deliveries_enqueue`, without the ids leaving the database. An action the
     partner does not sync is not queued; a deactivated connector's rows are recorded as skipped (and counted); older
-    pending rows of the same configuration and profiles are replaced (latest change wins) — one DELETE for all the
+    pending rows of this audience for the same configuration and profiles are replaced (latest change wins) — one DELETE for all the
     sources (`replace_source`, when given, selects the profiles of all the sources at once: a single SELECT the
     planner estimates well). Runs in the caller's transaction; the dispatcher is kicked after commit."""
     counts = OutboxCounts()
@@ -561,10 +561,12 @@ def _enqueue_select(
                     f"SELECT s{i}.profile_id FROM ({sql}) s{i}" for i, (sql, _) in enumerate(chosen)
                 )
                 marks = ", ".join(["%s"] * len(pks))
+                # Only this audience's own older changes: other audiences and journeys send to other partner-side
+                # targets on the same configuration.
                 cursor.execute(
                     f"DELETE FROM {name} WHERE id IN (SELECT id FROM {name} WHERE status = 'pending' AND id <= %s "
-                    f"AND partner_config_id IN ({marks}) AND profile_id IN ({union}){lock})",
-                    [max_before, *pks, *(p for _, params in chosen for p in params)],
+                    f"AND partner_config_id IN ({marks}) AND audience_id = %s AND profile_id IN ({union}){lock})",
+                    [max_before, *pks, audience_id, *(p for _, params in chosen for p in params)],
                 )
                 counts.replaced += cursor.rowcount
     stats_increment(stats)

@@ -291,7 +291,74 @@ def load_demo() -> list[str]:
     for audience, members, connector_name in to_enter:
         _enter(audience, members)
         created.append(f"audience {audience.name} connected to {connector_name}, {len(members)} members queued")
+    if _active_audience(admin):
+        created.append(f"rule-based audience {ACTIVE_AUDIENCE}, refreshed by the demo activity every minute")
+    if _activity_schedule():
+        created.append("schedule: demo activity every minute")
     return created
+
+
+# --- live activity: the demo keeps feeding its connectors --------------------------------------------------------
+ACTIVE_AUDIENCE = "Active this week"
+ACTIVE_RULE = {"all": [{"attribute": "active_this_week", "op": "equals", "value": True}]}
+# The rule-based audience is sent to these demo connectors (partner-side ids valid in the sandbox).
+ACTIVE_CONNECTIONS = (
+    ("Meta Custom Audiences", "23850002"),
+    ("CRM webhook", "active"),
+    ("Xandr segments", "100002"),
+    ("Azure Event Hubs – profile stream", "active-this-week"),
+    ("Clang – welcome mails", ""),
+)
+ACTIVITY_SCHEDULE = "dap: demo activity"
+
+
+def _active_audience(admin) -> bool:
+    from audiences import services as audience_services
+
+    if Audience.objects.filter(name=ACTIVE_AUDIENCE).exists():
+        return False
+    audience = audience_services.audience_create(
+        name=ACTIVE_AUDIENCE,
+        description="Profiles seen this week (demo: the activity schedule changes who that is every minute).",
+        rule=ACTIVE_RULE,
+        actor=admin,
+    )
+    for connector_name, partner_audience_id in ACTIVE_CONNECTIONS:
+        config = Connector.objects.get(name=connector_name).configs.order_by("id").first()
+        audience_services.audience_connection_create(
+            audience=audience, partner_config=config, partner_audience_id=partner_audience_id, actor=admin
+        )
+    audience_services.audience_refresh(audience=audience)
+    return True
+
+
+def _activity_schedule() -> bool:
+    from django_q.models import Schedule
+
+    _, new = Schedule.objects.get_or_create(
+        name=ACTIVITY_SCHEDULE,
+        defaults={"func": "connectors.tasks.demo_activity", "schedule_type": Schedule.MINUTES, "minutes": 1},
+    )
+    return new
+
+
+def demo_activity(*, changes: int = 20) -> dict:
+    """Simulated visitors: `changes` random demo profiles become active or inactive this week (one UPDATE), then
+    the rule-based demo audience is refreshed, so its enters and exits go to its connectors as adds and removes."""
+    from audiences import services as audience_services
+
+    audience = Audience.objects.filter(name=ACTIVE_AUDIENCE).first()
+    if audience is None:
+        return {"changed": 0}
+    ids = list(
+        Profile.objects.filter(external_id__startswith="demo-").order_by("?").values_list("id", flat=True)[:changes]
+    )
+    profiles = Profile.objects.filter(pk__in=ids)
+    for profile in profiles:  # at most `changes` rows: the demo's own small write
+        profile.attributes = {**profile.attributes, "active_this_week": not profile.attributes.get("active_this_week")}
+    Profile.objects.bulk_update(profiles, ["attributes"])
+    result = audience_services.audience_refresh(audience=audience)
+    return {"changed": len(ids), "enters": result.enters, "exits": result.exits}
 
 
 def _welcome_journey(admin) -> Journey:
@@ -343,7 +410,11 @@ def _demo_profiles(created: list[str]) -> list[Profile]:
         return existing
     profiles = Profile.objects.bulk_create(
         [
-            Profile(external_id=f"demo-{i:04d}", consent_ads=i % 25 != 0, attributes={"orders": i % 7})
+            Profile(
+                external_id=f"demo-{i:04d}",
+                consent_ads=i % 25 != 0,
+                attributes={"orders": i % 7, "active_this_week": i % 10 == 0},
+            )
             for i in range(PROFILES)
         ]
     )

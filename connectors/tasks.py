@@ -35,3 +35,10 @@ def prune() -> dict:
     ).delete()
     logger.info("pruned %s delivery attempts and %s finished deliveries", attempts, rows)
     return {"attempts": attempts, "deliveries": rows}
+
+
+def demo_activity() -> dict:
+    """Demo only (the schedule is created by load_demo): simulated visitors change a rule-based demo audience."""
+    from connectors import demo
+
+    return demo.demo_activity()

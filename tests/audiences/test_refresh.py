@@ -154,6 +154,22 @@ def test_a_leaver_whose_add_is_still_pending_gets_the_remove_only(people):
     assert deliveries() == [("ann", "remove", "pending"), ("cem", "add", "pending")]
 
 
+def test_another_audiences_pending_change_on_the_same_configuration_stays(people):
+    """Two audiences sent to one configuration name two partner-side audiences: a refresh of one never replaces
+    the other's pending change for the same profile."""
+    config = config_for("webhook")
+    dutch = rule_audience({"all": [cond("country", "equals", "NL")]}, name="Dutch")
+    buyers = rule_audience({"all": [cond("orders", "gte", 1)]}, name="Buyers")
+    connect(dutch, config, "dutch")
+    connect(buyers, config, "buyers")
+    services.audience_refresh(audience=dutch)
+    services.audience_refresh(audience=buyers)
+    Profile.objects.filter(external_id="ann").update(attributes={"orders": 5})  # leaves Dutch, stays a buyer
+    assert services.audience_refresh(audience=dutch).outbox.replaced == 1  # Dutch's own pending add only
+    rows = Delivery.objects.filter(profile__external_id="ann").order_by("id")
+    assert [(d.audience.name, d.action) for d in rows] == [("Buyers", "add"), ("Dutch", "remove")]
+
+
 def test_every_connection_gets_the_changes_and_deactivated_connectors_count_as_skipped(people):
     audience = rule_audience({"all": [cond("country", "equals", "NL")]})
     active, off = config_for("webhook"), config_for("webhook", deactivated=True)

@@ -32,10 +32,31 @@ def test_demo_data_is_complete_and_idempotent(capsys):
     active = Connector.objects.filter(status=Connector.Status.ACTIVE)
     assert sorted(active.values_list("partner_key", flat=True)) == SERVER_TO_SERVER
     meta = Connector.objects.get(partner_key="meta_custom_audiences")
-    assert [u.name for u in selectors.connector_usages(connector=meta)] == ["Newsletter subscribers"]
+    assert [u.name for u in selectors.connector_usages(connector=meta)] == ["Active this week", "Newsletter subscribers"]
     queued = dict(Delivery.objects.values_list("partner_config__connector__partner_key").annotate(n=Count("id")))
     assert set(queued) == set(SERVER_TO_SERVER)
-    assert queued["meta_custom_audiences"] == 150 and queued["the_trade_desk"] == 1800
+    by_audience = dict(Delivery.objects.values_list("audience__name").annotate(n=Count("id")))
+    assert by_audience["Newsletter subscribers"] == 150 and by_audience["Lookalike seed"] == 1800
+    # The rule-based "Active this week" (every tenth profile) goes to five connectors.
+    assert by_audience["Active this week"] == 5 * 200
+
+
+def test_demo_activity_keeps_feeding_the_connectors():
+    from django_q.models import Schedule
+
+    from audiences.models import Audience
+    from connectors import demo, tasks
+
+    call_command("load_demo")
+    assert Schedule.objects.filter(name=demo.ACTIVITY_SCHEDULE, func="connectors.tasks.demo_activity").exists()
+    audience = Audience.objects.get(name=demo.ACTIVE_AUDIENCE)
+    before = Delivery.objects.filter(audience=audience).count()
+    result = tasks.demo_activity()
+    assert result["changed"] == 20 and result["enters"] + result["exits"] == 20
+    # Every enter and exit is an add or a remove for each of the audience's five connections.
+    assert Delivery.objects.filter(audience=audience).count() > before
+    actions = set(Delivery.objects.filter(audience=audience).values_list("action", flat=True))
+    assert actions <= {"add", "remove"}
 
 
 def test_the_demo_delivers_to_every_partner_through_the_sandbox(sandbox, monkeypatch, caplog, settings):
