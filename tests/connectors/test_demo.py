@@ -32,7 +32,10 @@ def test_demo_data_is_complete_and_idempotent(capsys):
     active = Connector.objects.filter(status=Connector.Status.ACTIVE)
     assert sorted(active.values_list("partner_key", flat=True)) == SERVER_TO_SERVER
     meta = Connector.objects.get(partner_key="meta_custom_audiences")
-    assert [u.name for u in selectors.connector_usages(connector=meta)] == ["Active this week", "Newsletter subscribers"]
+    assert [u.name for u in selectors.connector_usages(connector=meta)] == [
+        "Active this week",
+        "Newsletter subscribers",
+    ]
     queued = dict(Delivery.objects.values_list("partner_config__connector__partner_key").annotate(n=Count("id")))
     assert set(queued) == set(SERVER_TO_SERVER)
     by_audience = dict(Delivery.objects.values_list("audience__name").annotate(n=Count("id")))
