@@ -500,7 +500,8 @@ def _enqueue_select(
     partner does not sync is not queued; a deactivated connector's rows are recorded as skipped (and counted); older
     pending rows of this audience for the same configuration and profiles are replaced (latest change wins) — one
     DELETE for all the sources (`replace_source`, when given, selects the profiles of all the sources at once: a
-    single SELECT the planner estimates well). Runs in the caller's transaction; the dispatcher is kicked after commit."""
+    single SELECT the planner estimates well). Runs in the caller's transaction; the dispatcher is kicked after
+    commit."""
     counts = OutboxCounts()
     configs: list[tuple[int, str, tuple[str, ...]]] = []
     for pk, status, key in PartnerConfig.objects.filter(pk__in=config_ids).values_list(
