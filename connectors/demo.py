@@ -293,9 +293,44 @@ def load_demo() -> list[str]:
         created.append(f"audience {audience.name} connected to {connector_name}, {len(members)} members queued")
     if _active_audience(admin):
         created.append(f"rule-based audience {ACTIVE_AUDIENCE}, refreshed by the demo activity every minute")
+    if not Journey.objects.filter(name=VISIT_JOURNEY).exists():
+        _visit_journey(admin)
+        created.append(f"journey {VISIT_JOURNEY} (live) entering on the event {VISIT_EVENT!r}, sending to Meta")
     if _activity_schedule():
         created.append("schedule: demo activity every minute")
     return created
+
+
+VISIT_JOURNEY = "Site visit follow-up"
+VISIT_EVENT = "site_visit"
+VISIT_EVENTS_PER_RUN = 5
+
+
+def _visit_journey(admin) -> Journey:
+    """A profile posting a site visit → added to a Meta retargeting audience → exit (fed by the demo activity)."""
+    meta_config = Connector.objects.get(name="Meta Custom Audiences").configs.order_by("id").first()
+    journey = journey_services.journey_create(
+        name=VISIT_JOURNEY,
+        description="Retargets visitors on Meta right after their visit (the demo activity posts the visits).",
+        definition={
+            "steps": [
+                {"key": "visit", "type": "entry", "label": "Visits the site", "event": VISIT_EVENT, "next": "meta"},
+                {
+                    "key": "meta",
+                    "type": "activate",
+                    "label": "Retarget on Meta",
+                    "partner_config_id": meta_config.pk,
+                    "partner_audience_id": "23850003",
+                    "action": "add",
+                    "next": "done",
+                },
+                {"key": "done", "type": "exit", "label": "Done"},
+            ]
+        },  # fmt: skip
+        actor=admin,
+    )
+    journey_services.journey_publish(journey=journey, actor=admin)
+    return journey
 
 
 # --- live activity: the demo keeps feeding its connectors --------------------------------------------------------
@@ -358,7 +393,15 @@ def demo_activity(*, changes: int = 20) -> dict:
         profile.attributes = {**profile.attributes, "active_this_week": not profile.attributes.get("active_this_week")}
     Profile.objects.bulk_update(profiles, ["attributes"])
     result = audience_services.audience_refresh(audience=audience)
-    return {"changed": len(ids), "enters": result.enters, "exits": result.exits}
+    # A few of them visit the site: the event enters them in the live follow-up journey.
+    for profile_id in ids[:VISIT_EVENTS_PER_RUN]:
+        journey_services.journey_event_record(event=VISIT_EVENT, profile_id=profile_id, properties={"source": "demo"})
+    return {
+        "changed": len(ids),
+        "enters": result.enters,
+        "exits": result.exits,
+        "visits": min(len(ids), VISIT_EVENTS_PER_RUN),
+    }
 
 
 def _welcome_journey(admin) -> Journey:

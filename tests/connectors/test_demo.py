@@ -32,10 +32,9 @@ def test_demo_data_is_complete_and_idempotent(capsys):
     active = Connector.objects.filter(status=Connector.Status.ACTIVE)
     assert sorted(active.values_list("partner_key", flat=True)) == SERVER_TO_SERVER
     meta = Connector.objects.get(partner_key="meta_custom_audiences")
-    assert [u.name for u in selectors.connector_usages(connector=meta)] == [
-        "Active this week",
-        "Newsletter subscribers",
-    ]
+    usages = {(u.kind, u.name) for u in selectors.connector_usages(connector=meta)}
+    assert {("audience", "Active this week"), ("audience", "Newsletter subscribers")} <= usages
+    assert ("journey", "Site visit follow-up") in usages
     queued = dict(Delivery.objects.values_list("partner_config__connector__partner_key").annotate(n=Count("id")))
     assert set(queued) == set(SERVER_TO_SERVER)
     by_audience = dict(Delivery.objects.values_list("audience__name").annotate(n=Count("id")))
@@ -60,6 +59,11 @@ def test_demo_activity_keeps_feeding_the_connectors():
     assert Delivery.objects.filter(audience=audience).count() > before
     actions = set(Delivery.objects.filter(audience=audience).values_list("action", flat=True))
     assert actions <= {"add", "remove"}
+    # Five of them post a site visit: the live follow-up journey sends them to Meta.
+    visits = Delivery.objects.filter(
+        journey__name=demo.VISIT_JOURNEY, partner_config__connector__name="Meta Custom Audiences"
+    )
+    assert result["visits"] == 5 and visits.count() == 5
 
 
 def test_the_demo_delivers_to_every_partner_through_the_sandbox(sandbox, monkeypatch, caplog, settings):
