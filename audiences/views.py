@@ -5,7 +5,6 @@ signed-in users without the permission get 403.
 """
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,15 +15,12 @@ from audiences.forms import AudienceForm, ConnectionDeleteForm, ConnectionForm, 
 from audiences.models import Audience, AudienceConnection, AudienceMembershipChange
 from connectors.models import PartnerConfig
 from connectors.partners.registry import REGISTRY
+from dap.permissions import page_permission
 
 RECENT = 20
 
 
-def _perm(codename: str):
-    def decorate(view):
-        return login_required(permission_required(f"audiences.{codename}", raise_exception=True)(view))
-
-    return decorate
+_perm = page_permission("audiences")
 
 
 @_perm("view_audience")

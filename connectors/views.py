@@ -2,7 +2,6 @@
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -24,17 +23,12 @@ from connectors.forms import (
 from connectors.models import Connector, Delivery, Outcome, PartnerConfig
 from connectors.partners.base import Kind
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
+from dap.permissions import page_permission
 
 STATS_PERIODS = selectors.STATS_PERIODS
 
 
-def _perm(codename: str):
-    """Anonymous users go to the login page; signed-in users without the permission get 403."""
-
-    def decorate(view):
-        return login_required(permission_required(f"connectors.{codename}", raise_exception=True)(view))
-
-    return decorate
+_perm = page_permission("connectors")
 
 
 @_perm("view_connector")

@@ -1,4 +1,18 @@
+from django.contrib.auth.decorators import login_required, permission_required
 from rest_framework.permissions import DjangoModelPermissions
+
+
+def page_permission(app_label: str):
+    """For server-rendered pages: `page_permission("connectors")("view_connector")` decorates a view so anonymous
+    users go to the login page and signed-in users without the permission get 403."""
+
+    def perm(codename: str):
+        def decorate(view):
+            return login_required(permission_required(f"{app_label}.{codename}", raise_exception=True)(view))
+
+        return decorate
+
+    return perm
 
 
 class ModelPermissionsWithView(DjangoModelPermissions):

@@ -1,25 +1,18 @@
 """Server-rendered pages for journeys. Thin: forms shape input, services decide, selectors read."""
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from connectors.forms import apply_service_errors
+from dap.permissions import page_permission
 from journeys import selectors, services
 from journeys.definition import validate_definition
 from journeys.forms import JourneyForm
 from journeys.models import Journey
 
-
-def _perm(codename: str):
-    """Anonymous users go to the login page; signed-in users without the permission get 403."""
-
-    def decorate(view):
-        return login_required(permission_required(f"journeys.{codename}", raise_exception=True)(view))
-
-    return decorate
+_perm = page_permission("journeys")
 
 
 @_perm("view_journey")
