@@ -5,6 +5,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
+from audiences.models import Profile
 from connectors.delivery import dispatcher, outbox
 from connectors.models import Delivery, DeliveryAttempt
 
@@ -33,8 +34,12 @@ def prune() -> dict:
     rows, _ = Delivery.objects.filter(
         status__in=[Delivery.Status.FAILED, Delivery.Status.SKIPPED], finished_at__lt=cutoff
     ).delete()
-    logger.info("pruned %s delivery attempts and %s finished deliveries", attempts, rows)
-    return {"attempts": attempts, "deliveries": rows}
+    # Changes of profiles deleted since they were queued can never be sent (the claim reads the profile): drop them.
+    orphans, _ = Delivery.objects.exclude(profile_id__in=Profile.objects.values("id")).delete()
+    logger.info(
+        "pruned %s delivery attempts, %s finished deliveries and %s of deleted profiles", attempts, rows, orphans
+    )
+    return {"attempts": attempts, "deliveries": rows, "orphans": orphans}
 
 
 def demo_activity() -> dict:

@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from connectors import services
@@ -315,8 +315,24 @@ def test_prune_drops_old_attempts_and_finished_rows(settings):
         partner_config=config, profile=profile, action="add", status="failed", created_at=old, next_attempt_at=old,
         finished_at=old,
     )  # fmt: skip
-    assert prune() == {"attempts": 1, "deliveries": 1}
+    assert prune() == {"attempts": 1, "deliveries": 1, "orphans": 0}
     assert DeliveryAttempt.objects.count() == 1
+
+
+def test_prune_drops_queued_changes_of_deleted_profiles():
+    from connectors.tasks import prune
+
+    config = PartnerConfigFactory()
+    kept, gone = make_profiles(2)
+    enqueue(config, [kept, gone])
+    # Deleted in bulk SQL (an import tool, a retention job): the outbox has no database foreign key to profiles, so
+    # the queued row stays behind, and could never be claimed.
+    gone.identifiers.all().delete()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audiences_profile WHERE id = %s", [gone.pk])
+    assert Delivery.objects.count() == 2
+    assert prune()["orphans"] == 1
+    assert list(Delivery.objects.values_list("profile_id", flat=True)) == [kept.pk]
 
 
 def test_dispatch_due_kicks_configs_with_due_work(monkeypatch):
