@@ -53,6 +53,7 @@ from connectors.identifiers import Slot
 from connectors.models import Connector, Delivery, Outcome, PartnerConfig
 from connectors.partners.base import UsableIn
 from connectors.partners.registry import REGISTRY
+from dap.service_helpers import actor_name, merge_errors, required_name
 
 logger = logging.getLogger(__name__)
 
@@ -143,20 +144,8 @@ class ConnectionDeleteResult:
 # Validation helpers
 
 
-def _merge(errors: list[ValidationError]) -> ValidationError:
-    merged: dict[str, list[str]] = {}
-    for err in errors:
-        for key, messages in err.message_dict.items():
-            merged.setdefault(key, []).extend(messages)
-    return ValidationError(merged)
-
-
 def _clean_name(name: Any, *, exclude_pk: int | None = None) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError({"name": ["This field is required."]})
-    name = name.strip()
-    if len(name) > NAME_MAX_LENGTH:
-        raise ValidationError({"name": [f"Ensure this value has at most {NAME_MAX_LENGTH} characters."]})
+    name = required_name(name, max_length=NAME_MAX_LENGTH)
     taken = Audience.objects.filter(name__iexact=name)
     if exclude_pk is not None:
         taken = taken.exclude(pk=exclude_pk)
@@ -222,7 +211,7 @@ def audience_create(
         except ValidationError as exc:
             errors.append(exc)
     if errors:
-        raise _merge(errors)
+        raise merge_errors(*errors)
     audience = Audience.objects.create(kind=kind, **clean)
     logger.info("audience %s created (%s) by %s", audience.pk, kind, _actor(actor))
     if audience.rule is not None:
@@ -255,7 +244,7 @@ def audience_update(
         except ValidationError as exc:
             errors.append(exc)
     if errors:
-        raise _merge(errors)
+        raise merge_errors(*errors)
     changed = [key for key, value in changes.items() if getattr(audience, key) != value]
     if not changed:
         return audience
@@ -294,7 +283,7 @@ def audience_delete(*, audience: Audience, actor=None) -> None:
 
 
 def _actor(actor) -> str:
-    return (getattr(actor, "get_username", lambda: "")() if actor is not None else "") or "system"
+    return actor_name(actor, system="system")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -817,7 +806,7 @@ def audience_connection_create(
             ValidationError({"partner_config": ["This audience is already connected to this configuration."]})
         )
     if errors:
-        raise _merge(errors)
+        raise merge_errors(*errors)
     if existing is not None:
         # Connected again while its members were being removed: it sends again (the adds replace the removals).
         for key, value in clean.items():
@@ -865,7 +854,7 @@ def audience_connection_update(
         except ValidationError as exc:
             errors.append(exc)
     if errors:
-        raise _merge(errors)
+        raise merge_errors(*errors)
     changed = [key for key, value in changes.items() if getattr(conn, key) != value]
     if not changed:
         return conn

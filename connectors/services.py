@@ -20,19 +20,11 @@ from connectors.models import Connector, ConnectorEvent, PartnerConfig
 from connectors.partners.base import Partner
 from connectors.partners.registry import UnknownPartner, get_partner
 from connectors.selectors import connector_usages, partner_config_usages
+from dap.service_helpers import actor_name, actor_user, merge_errors, required_name
 
 logger = logging.getLogger(__name__)
 
 MIN_TIMEOUT, MAX_TIMEOUT = 0.5, 30.0
-
-
-def _user(actor):
-    """The actor as a stored user reference (None for the system or an unsaved user)."""
-    return actor if getattr(actor, "pk", None) else None
-
-
-def _actor_name(actor) -> str:
-    return getattr(actor, "get_username", lambda: "")() if actor is not None else ""
 
 
 def _record(*, action, connector, actor, config=None, changes=None) -> ConnectorEvent:
@@ -43,8 +35,8 @@ def _record(*, action, connector, actor, config=None, changes=None) -> Connector
         partner_config_name=config.name if config else "",
         action=action,
         changes=changes or {},
-        actor=_user(actor),
-        actor_name=_actor_name(actor),
+        actor=actor_user(actor),
+        actor_name=actor_name(actor),
     )
 
 
@@ -58,15 +50,6 @@ def _server_to_server_partner(partner_key: str) -> Partner:
             {"partner": [f"{partner.name} is tag-based: it sends nothing server-side; use its snippet instead."]}
         )
     return partner
-
-
-def _clean_name(name: Any, field: str = "name") -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError({field: ["This field is required."]})
-    name = name.strip()
-    if len(name) > 200:
-        raise ValidationError({field: ["Ensure this value has at most 200 characters."]})
-    return name
 
 
 def _clean_timeout(value: Any) -> float:
@@ -89,14 +72,6 @@ def _clean_base_url(value: Any) -> str:
     except ValidationError:
         raise ValidationError({"base_url_override": ["Enter a valid http(s) URL."]}) from None
     return value.rstrip("/")
-
-
-def _merge_errors(*errors: ValidationError) -> ValidationError:
-    merged: dict[str, list[str]] = {}
-    for err in errors:
-        for field, messages in err.message_dict.items():
-            merged.setdefault(field, []).extend(messages)
-    return ValidationError(merged)
 
 
 def _diff(old: dict, new: dict, secret_names: set[str], old_secrets: dict, new_secrets: dict) -> dict:
@@ -148,12 +123,12 @@ def connector_create(
     except ValidationError as exc:
         errors.append(exc)
     try:
-        clean_name = _clean_name(name)
+        clean_name = required_name(name)
         _ensure_unique_connector_name(clean_name)
     except ValidationError as exc:
         errors.append(exc)
     try:
-        clean_config_name = _clean_name(config_name or "Default", "config_name")
+        clean_config_name = required_name(config_name or "Default", "config_name")
     except ValidationError as exc:
         errors.append(exc)
     try:
@@ -170,9 +145,9 @@ def connector_create(
         except ValidationError as exc:
             errors.append(_settings_errors(exc))
     if errors:
-        raise _merge_errors(*errors)
+        raise merge_errors(*errors)
 
-    connector = Connector.objects.create(partner_key=partner.key, name=clean_name, created_by=_user(actor))
+    connector = Connector.objects.create(partner_key=partner.key, name=clean_name, created_by=actor_user(actor))
     config = PartnerConfig(
         connector=connector,
         name=clean_config_name,
@@ -194,13 +169,13 @@ def connector_create(
             **_diff({}, plain, {f.name for f in partner.secret_fields}, {}, secrets),
         },
     )
-    logger.info("connector %s created (partner=%s) by %s", connector.pk, partner.key, _actor_name(actor) or "system")
+    logger.info("connector %s created (partner=%s) by %s", connector.pk, partner.key, actor_name(actor) or "system")
     return connector
 
 
 @transaction.atomic
 def connector_update(*, connector: Connector, name: str, actor=None) -> Connector:
-    clean_name = _clean_name(name)
+    clean_name = required_name(name)
     _ensure_unique_connector_name(clean_name, exclude_pk=connector.pk)
     if clean_name == connector.name:
         return connector
@@ -213,7 +188,7 @@ def connector_update(*, connector: Connector, name: str, actor=None) -> Connecto
         actor=actor,
         changes={"name": {"from": old, "to": clean_name}},
     )
-    logger.info("connector %s renamed by %s", connector.pk, _actor_name(actor) or "system")
+    logger.info("connector %s renamed by %s", connector.pk, actor_name(actor) or "system")
     return connector
 
 
@@ -248,7 +223,7 @@ def partner_config_create(
     plain: dict = {}
     secrets: dict = {}
     try:
-        clean_name = _clean_name(name)
+        clean_name = required_name(name)
         _ensure_unique_config_name(connector, clean_name)
     except ValidationError as exc:
         errors.append(exc)
@@ -265,7 +240,7 @@ def partner_config_create(
     except ValidationError as exc:
         errors.append(_settings_errors(exc))
     if errors:
-        raise _merge_errors(*errors)
+        raise merge_errors(*errors)
     config = PartnerConfig(
         connector=connector, name=clean_name, settings=plain, timeout_seconds=timeout, base_url_override=base_url
     )
@@ -278,9 +253,7 @@ def partner_config_create(
         config=config,
         changes={"name": clean_name, **_diff({}, plain, {f.name for f in partner.secret_fields}, {}, secrets)},
     )
-    logger.info(
-        "partner config %s added to connector %s by %s", config.pk, connector.pk, _actor_name(actor) or "system"
-    )
+    logger.info("partner config %s added to connector %s by %s", config.pk, connector.pk, actor_name(actor) or "system")
     return config
 
 
@@ -308,7 +281,7 @@ def partner_config_update(
     new_base = config.base_url_override
     if name is not _UNSET:
         try:
-            new_name = _clean_name(name)
+            new_name = required_name(name)
             _ensure_unique_config_name(config.connector, new_name, exclude_pk=config.pk)
         except ValidationError as exc:
             errors.append(exc)
@@ -333,7 +306,7 @@ def partner_config_update(
             except ValidationError as exc:
                 errors.append(_settings_errors(exc))
     if errors:
-        raise _merge_errors(*errors)
+        raise merge_errors(*errors)
 
     changes = _diff(old_plain, plain, {f.name for f in partner.secret_fields}, old_secrets, secrets)
     if new_name != config.name:
@@ -365,7 +338,7 @@ def partner_config_update(
         changes=changes,
     )
     logger.info(
-        "partner config %s updated by %s (fields: %s)", config.pk, _actor_name(actor) or "system", sorted(changes)
+        "partner config %s updated by %s (fields: %s)", config.pk, actor_name(actor) or "system", sorted(changes)
     )
     return config
 
@@ -373,7 +346,7 @@ def partner_config_update(
 def _set_status(connector: Connector, status: str, actor) -> None:
     connector.status = status
     connector.status_changed_at = timezone.now()
-    connector.status_changed_by = _user(actor)
+    connector.status_changed_by = actor_user(actor)
     connector.save(update_fields=["status", "status_changed_at", "status_changed_by", "updated_at"])
 
 
@@ -385,7 +358,7 @@ def connector_deactivate(*, connector: Connector, actor=None) -> bool:
         return False
     _set_status(connector, Connector.Status.DEACTIVATED, actor)
     _record(action=ConnectorEvent.Action.DEACTIVATED, connector=connector, actor=actor)
-    logger.info("connector %s deactivated by %s", connector.pk, _actor_name(actor) or "system")
+    logger.info("connector %s deactivated by %s", connector.pk, actor_name(actor) or "system")
     return True
 
 
@@ -400,7 +373,7 @@ def connector_activate(*, connector: Connector, actor=None) -> bool:
     # Re-sync: what changed while deactivated was skipped; send the current members again.
     resynced = outbox.connector_resync(connector=connector, since=deactivated_at)
     _record(action=ConnectorEvent.Action.ACTIVATED, connector=connector, actor=actor, changes={"resynced": resynced})
-    logger.info("connector %s activated by %s", connector.pk, _actor_name(actor) or "system")
+    logger.info("connector %s activated by %s", connector.pk, actor_name(actor) or "system")
     return True
 
 
@@ -419,7 +392,7 @@ def connector_delete(*, connector: Connector, actor=None) -> None:
     )
     pk = connector.pk
     connector.delete()
-    logger.info("connector %s deleted by %s", pk, _actor_name(actor) or "system")
+    logger.info("connector %s deleted by %s", pk, actor_name(actor) or "system")
 
 
 @transaction.atomic
@@ -436,7 +409,7 @@ def partner_config_delete(*, partner_config: PartnerConfig, actor=None) -> None:
     _record(action=ConnectorEvent.Action.CONFIG_DELETED, connector=config.connector, actor=actor, config=config)
     pk = config.pk
     config.delete()
-    logger.info("partner config %s deleted by %s", pk, _actor_name(actor) or "system")
+    logger.info("partner config %s deleted by %s", pk, actor_name(actor) or "system")
 
 
 @transaction.atomic
@@ -456,7 +429,7 @@ def partner_config_resume(*, partner_config: PartnerConfig, actor=None) -> bool:
         changes={"health": {"from": before, "to": PartnerConfig.Health.OK}},
     )
     transaction.on_commit(lambda: outbox.kick([config.pk]) if django_settings.DAP_KICK_ON_COMMIT else None)
-    logger.info("partner config %s resumed by %s", config.pk, _actor_name(actor) or "system")
+    logger.info("partner config %s resumed by %s", config.pk, actor_name(actor) or "system")
     return True
 
 

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audiences.models import Profile
+from dap.service_helpers import actor_name, actor_user, merge_errors, required_name
 from journeys import engine
 from journeys.definition import activations, empty_definition, validate_definition, validate_steps
 from journeys.models import Journey, JourneyActivationStep, JourneyEvent, JourneyVersion
@@ -34,20 +35,8 @@ MAX_EVENT_PROPERTIES_BYTES = 16 * 1024
 _UNSET: Any = object()
 
 
-def _user(actor):
-    return actor if getattr(actor, "pk", None) else None
-
-
-def _actor_name(actor) -> str:
-    return getattr(actor, "get_username", lambda: "")() if actor is not None else "system"
-
-
 def _clean_name(name: Any, exclude_pk=None) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationError({"name": ["This field is required."]})
-    name = name.strip()
-    if len(name) > 200:
-        raise ValidationError({"name": ["Ensure this value has at most 200 characters."]})
+    name = required_name(name)
     qs = Journey.objects.filter(name__iexact=name)
     if exclude_pk:
         qs = qs.exclude(pk=exclude_pk)
@@ -62,14 +51,6 @@ def _clean_description(description: Any) -> str:
     if not isinstance(description, str) or len(description) > 2000:
         raise ValidationError({"description": ["Text of at most 2000 characters."]})
     return description.strip()
-
-
-def _merge(*errors: ValidationError) -> ValidationError:
-    merged: dict[str, list[str]] = {}
-    for err in errors:
-        for key, messages in err.message_dict.items():
-            merged.setdefault(key, []).extend(messages)
-    return ValidationError(merged)
 
 
 def _write_draft_links(journey: Journey, definition: dict) -> None:
@@ -118,17 +99,17 @@ def journey_create(*, name: str, description: str = "", definition: Any = None, 
     except ValidationError as exc:
         errors.append(exc)
     if errors:
-        raise _merge(*errors)
+        raise merge_errors(*errors)
     now = timezone.now()
     journey = Journey.objects.create(
         name=clean_name,
         description=clean_description,
         definition=definition,
         draft_updated_at=now,
-        created_by=_user(actor),
+        created_by=actor_user(actor),
     )
     _write_draft_links(journey, definition)
-    logger.info("journey %s created by %s", journey.pk, _actor_name(actor))
+    logger.info("journey %s created by %s", journey.pk, actor_name(actor, system="system"))
     return journey
 
 
@@ -163,7 +144,7 @@ def journey_update(
         except ValidationError as exc:
             errors.append(exc)
     if errors:
-        raise _merge(*errors)
+        raise merge_errors(*errors)
     fields = []
     if (new_name, new_description) != (journey.name, journey.description):
         journey.name, journey.description = new_name, new_description
@@ -178,7 +159,7 @@ def journey_update(
         _write_draft_links(journey, definition)
     if fields:
         journey.save(update_fields=[*fields, "updated_at"])
-        logger.info("journey %s updated by %s (%s)", journey.pk, _actor_name(actor), ", ".join(fields))
+        logger.info("journey %s updated by %s (%s)", journey.pk, actor_name(actor, system="system"), ", ".join(fields))
     return journey
 
 
@@ -189,7 +170,7 @@ def journey_draft_update(*, journey: Journey, definition: Any, actor=None) -> Jo
 def _set_status(journey: Journey, status: str, actor, now) -> None:
     journey.status = status
     journey.status_changed_at = now
-    journey.status_changed_by = _user(actor)
+    journey.status_changed_by = actor_user(actor)
 
 
 def _kick(journey_id: int) -> None:
@@ -227,7 +208,7 @@ def journey_publish(*, journey: Journey, actor=None) -> JourneyVersion:
         number=(previous.number + 1) if previous else 1,
         definition=definition,
         published_at=now,
-        published_by=_user(actor),
+        published_by=actor_user(actor),
     )
     _write_links(journey, version, definition)
     journey.published_at = now
@@ -241,7 +222,7 @@ def journey_publish(*, journey: Journey, actor=None) -> JourneyVersion:
     journey.save(update_fields=fields)
     if journey.status == Journey.Status.LIVE:
         _kick(journey.pk)
-    logger.info("journey %s version %s published by %s", journey.pk, version.number, _actor_name(actor))
+    logger.info("journey %s version %s published by %s", journey.pk, version.number, actor_name(actor, system="system"))
     return version
 
 
@@ -270,7 +251,7 @@ def journey_pause(*, journey: Journey, actor=None) -> Journey:
     _refuse(journey, "pause", (Journey.Status.LIVE,))
     _set_status(journey, Journey.Status.PAUSED, actor, timezone.now())
     journey.save(update_fields=["status", "status_changed_at", "status_changed_by", "updated_at"])
-    logger.info("journey %s paused by %s", journey.pk, _actor_name(actor))
+    logger.info("journey %s paused by %s", journey.pk, actor_name(actor, system="system"))
     return journey
 
 
@@ -284,7 +265,7 @@ def journey_resume(*, journey: Journey, actor=None) -> Journey:
     journey.entries_since = now
     journey.save(update_fields=["status", "status_changed_at", "status_changed_by", "entries_since", "updated_at"])
     _kick(journey.pk)
-    logger.info("journey %s resumed by %s", journey.pk, _actor_name(actor))
+    logger.info("journey %s resumed by %s", journey.pk, actor_name(actor, system="system"))
     return journey
 
 
@@ -299,7 +280,9 @@ def journey_stop(*, journey: Journey, actor=None) -> int:
     _set_status(journey, Journey.Status.STOPPED, actor, now)
     journey.save(update_fields=["status", "status_changed_at", "status_changed_by", "updated_at"])
     exited = engine.enrollments_exit(journey=journey, now=now)
-    logger.info("journey %s stopped by %s (%s enrollments exited)", journey.pk, _actor_name(actor), exited)
+    logger.info(
+        "journey %s stopped by %s (%s enrollments exited)", journey.pk, actor_name(actor, system="system"), exited
+    )
     return exited
 
 
@@ -313,7 +296,7 @@ def journey_delete(*, journey: Journey, actor=None) -> None:
         )
     pk = journey.pk
     journey.delete()
-    logger.info("journey %s deleted by %s", pk, _actor_name(actor))
+    logger.info("journey %s deleted by %s", pk, actor_name(actor, system="system"))
 
 
 def _event_profile(external_id: Any, profile_id: Any) -> Profile:
@@ -359,7 +342,7 @@ def journey_event_record(
     elif len(json.dumps(properties, default=str)) > MAX_EVENT_PROPERTIES_BYTES:
         errors.append(ValidationError({"properties": [f"At most {MAX_EVENT_PROPERTIES_BYTES // 1024} KB of JSON."]}))
     if errors:
-        raise _merge(*errors)
+        raise merge_errors(*errors)
     record = JourneyEvent.objects.create(profile=profile, name=event, properties=properties, received_at=timezone.now())
     try:
         enrolled = engine.event_advance(event=record)
