@@ -48,7 +48,7 @@ from audiences.profiles import normalize_identifier
 from audiences.rules import ATTRIBUTE, rule_q, validate_rule
 from connectors.delivery import outbox
 from connectors.delivery.sql import is_postgres, table
-from connectors.delivery.stats import stats_increment
+from connectors.delivery.stats import stats_day, stats_increment
 from connectors.identifiers import Slot
 from connectors.models import Connector, Delivery, Outcome, PartnerConfig
 from connectors.partners.base import UsableIn
@@ -532,7 +532,7 @@ def _enqueue_select(
                 )
                 if status == Connector.Status.DEACTIVATED:
                     counts.skipped += cursor.rowcount
-                    stats[(config_id, now.date(), Outcome.SKIPPED_DEACTIVATED, "")] += cursor.rowcount
+                    stats[(config_id, stats_day(now), Outcome.SKIPPED_DEACTIVATED, "")] += cursor.rowcount
                 else:
                     counts.pending += cursor.rowcount
         if active and max_before is not None:

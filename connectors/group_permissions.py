@@ -1,6 +1,6 @@
 """The groups "Marketing admin" (manage) and "Viewer" (read-only), used by migrations whenever models are added."""
 
-APPS = ("connectors", "audiences", "journeys")
+APPS = ("connectors", "audiences", "journeys", "monitoring")
 # Written only by the platform itself: admins read them (deliveries are replayed through a service, not edited).
 READ_ONLY_MODELS = {
     "connectorevent",
@@ -9,6 +9,8 @@ READ_ONLY_MODELS = {
     "audiencemembership",
     "audiencemembershipchange",
     "audienceentry",
+    "alert",
+    "workerheartbeat",
 }
 # Extra permissions admins hold on read-only models.
 EXTRA_ADMIN_CODENAMES = {"change_delivery"}

@@ -54,6 +54,8 @@ DAP_RATE_LIMIT_MAX_WAIT_SECONDS = env.float("DAP_RATE_LIMIT_MAX_WAIT_SECONDS", d
 # Cookie-sync tokens (signed profile references placed in sync pixels) are accepted for this long.
 DAP_COOKIE_SYNC_TOKEN_MAX_AGE_SECONDS = env.int("DAP_COOKIE_SYNC_TOKEN_MAX_AGE_SECONDS", default=30 * 86400)
 # Audiences: recent enters/exits kept for the pages and the journeys engine (pruned daily).
+# Statistics days (DailyStat, the graphs, the stats API) start at midnight in this IANA time zone.
+DAP_STATS_TIME_ZONE = env.str("DAP_STATS_TIME_ZONE", default="UTC")
 DAP_AUDIENCE_CHANGE_RETENTION_DAYS = env.int("DAP_AUDIENCE_CHANGE_RETENTION_DAYS", default=30)
 # Use HTTP(S)_PROXY / NO_PROXY and .netrc from the environment for partner calls (off: direct egress, faster).
 DAP_HTTP_TRUST_ENV = env.bool("DAP_HTTP_TRUST_ENV", default=False)
@@ -75,6 +77,7 @@ INSTALLED_APPS = [
     "connectors",
     "audiences",
     "journeys",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -199,6 +202,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("DAP_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+try:
+    import zoneinfo
+
+    zoneinfo.ZoneInfo(DAP_STATS_TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"DAP_STATS_TIME_ZONE: unknown time zone {DAP_STATS_TIME_ZONE!r}") from exc
 
 if not DEBUG:
     from django.core.exceptions import ImproperlyConfigured

@@ -15,6 +15,7 @@ urlpatterns = [
     path("journeys/", include("journeys.urls")),
     path("sync/<slug:partner_key>/", connector_views.cookie_sync_endpoint, name="cookie-sync"),
     path("admin/", admin.site.urls),
+    path("", include("monitoring.urls")),
     path("api/v1/", include("connectors.api.urls")),
     path("api/v1/", include("journeys.api.urls")),
     path("api/v1/", include("audiences.api.profile_urls")),

@@ -29,7 +29,7 @@ from audiences.models import AudienceConnection
 from connectors.delivery import http
 from connectors.delivery.client import PartnerClient, client_class
 from connectors.delivery.sql import chunks, ids_match, is_postgres, table
-from connectors.delivery.stats import stats_increment
+from connectors.delivery.stats import stats_day, stats_increment
 from connectors.delivery.types import CallResult, ClientConfig, Item, ItemResult
 from connectors.models import (
     ERROR_OUTCOMES,
@@ -309,7 +309,7 @@ class _Outcomes:
         self.retry: dict[tuple, list[int]] = defaultdict(list)  # (outcome, code, message, next_at) -> ids
         self.stats: Counter = Counter()
         self.attempts: list[DeliveryAttempt] = []
-        self.day = timezone.now().date()
+        self.day = stats_day()
 
     def count(self, outcome: str, code: str = "", n: int = 1) -> None:
         # Error outcomes keep their code (the partner's, or the platform's reason such as "invalid_identifier"), so

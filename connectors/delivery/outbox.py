@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from audiences.models import AudienceConnection, AudienceMembership
 from connectors.delivery.sql import ids_match, insert_select_ids, is_postgres, table
-from connectors.delivery.stats import stats_increment
+from connectors.delivery.stats import stats_day, stats_increment
 from connectors.models import Connector, Delivery, Outcome, PartnerConfig
 from connectors.partners.registry import REGISTRY
 
@@ -86,7 +86,7 @@ def deliveries_enqueue(
                 constants = (config_id, action, audience_id, journey_id, Delivery.Status.SKIPPED,
                              Outcome.SKIPPED_DEACTIVATED, "", "", 0, now, now, now)  # fmt: skip
                 result.skipped += insert_select_ids(Delivery, COLUMNS, constants, "profile_id", profile_ids)
-                stats[(config_id, now.date(), Outcome.SKIPPED_DEACTIVATED, "")] += len(profile_ids)
+                stats[(config_id, stats_day(now), Outcome.SKIPPED_DEACTIVATED, "")] += len(profile_ids)
             else:
                 constants = (config_id, action, audience_id, journey_id, Delivery.Status.PENDING,
                              "", "", "", 0, now, now, None)  # fmt: skip

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from connectors.delivery.sql import table
 from connectors.models import DailyStat
+
+
+@lru_cache(maxsize=4)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def stats_zone() -> ZoneInfo:
+    """The time zone whose midnight starts a statistics day (DAP_STATS_TIME_ZONE)."""
+    return _zone(settings.DAP_STATS_TIME_ZONE)
+
+
+def stats_day(moment: datetime | None = None) -> date:
+    """The statistics day a moment (default: now) falls on."""
+    return timezone.localtime(moment or timezone.now(), stats_zone()).date()
 
 
 def stats_increment(counts: Counter[tuple[int, date, str, str]]) -> None:

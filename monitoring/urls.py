@@ -1,0 +1,3 @@
+"""Operations endpoints and the alerts API."""
+
+urlpatterns: list = []
