@@ -62,6 +62,60 @@ DAP_HTTP_TRUST_ENV = env.bool("DAP_HTTP_TRUST_ENV", default=False)
 # Kick the dispatcher when an enqueuing transaction commits (the schedule runs every minute anyway).
 DAP_KICK_ON_COMMIT = env.bool("DAP_KICK_ON_COMMIT", default=True)
 
+# Alerts (docs/alerts.md): an error-rate alert opens when, over the last hour, at least DAP_ALERT_MIN_ITEMS items were
+# sent to a configuration and at least this fraction of them failed (0 < x <= 1).
+DAP_ALERT_ERROR_RATE = env.float("DAP_ALERT_ERROR_RATE", default=0.2)
+DAP_ALERT_MIN_ITEMS = env.int("DAP_ALERT_MIN_ITEMS", default=20)
+# Who is told: these addresses, or (empty) every active superuser and "Marketing admin" with an e-mail address.
+DAP_ALERT_EMAILS = env.list("DAP_ALERT_EMAILS", default=[])
+# Optional webhook (http/https) receiving alert.opened / alert.resolved JSON, signed with the secret when one is set.
+DAP_ALERT_WEBHOOK_URL = env.str("DAP_ALERT_WEBHOOK_URL", default="")
+DAP_ALERT_WEBHOOK_SECRET = env.str("DAP_ALERT_WEBHOOK_SECRET", default="")
+# Where the platform's pages are reachable: links in notices.
+DAP_BASE_URL = env.str("DAP_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Outgoing e-mail: console (printed) by default; e.g. smtp+tls://user:password@smtp.example.com:587.
+_email = env.email_url("DAP_EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = env.float("DAP_EMAIL_TIMEOUT_SECONDS", default=10.0)
+DEFAULT_FROM_EMAIL = SERVER_EMAIL = env.str("DAP_EMAIL_FROM", default="dap@localhost")
+
+
+def _check_alert_settings() -> None:
+    from urllib.parse import urlsplit
+
+    from django.core.exceptions import ImproperlyConfigured, ValidationError
+    from django.core.validators import validate_email
+
+    if not 0 < DAP_ALERT_ERROR_RATE <= 1:
+        raise ImproperlyConfigured(f"DAP_ALERT_ERROR_RATE must be a fraction in (0, 1], not {DAP_ALERT_ERROR_RATE}")
+    if DAP_ALERT_MIN_ITEMS < 1:
+        raise ImproperlyConfigured(f"DAP_ALERT_MIN_ITEMS must be at least 1, not {DAP_ALERT_MIN_ITEMS}")
+    for address in DAP_ALERT_EMAILS:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ImproperlyConfigured(f"DAP_ALERT_EMAILS: {address!r} is not an e-mail address") from None
+    # The URLs may carry tokens (webhook URLs often do): they are never echoed in the error.
+    for name, url in (("DAP_ALERT_WEBHOOK_URL", DAP_ALERT_WEBHOOK_URL), ("DAP_BASE_URL", DAP_BASE_URL)):
+        try:
+            parts = urlsplit(url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            valid = False
+        if url and not valid:
+            raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL with a host")
+    if not DAP_BASE_URL:
+        raise ImproperlyConfigured("DAP_BASE_URL must not be empty")
+
+
+_check_alert_settings()
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -112,6 +166,10 @@ WSGI_APPLICATION = "dap.wsgi.application"
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
+if "postgresql" in DATABASES["default"]["ENGINE"]:
+    # A server that does not answer fails the connection after a few seconds (not the OS's minutes-long TCP
+    # timeout), so /healthz and the workers notice; `?connect_timeout=N` in DATABASE_URL overrides it.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while the worker writes.
     DATABASES["default"].setdefault("OPTIONS", {})
@@ -194,11 +252,30 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Operations (docs/operations.md).
+# /healthz fails when the newest worker heartbeat (schedule "dap: worker heartbeat", every minute) is older than this.
+DAP_HEARTBEAT_MAX_AGE_SECONDS = env.int("DAP_HEARTBEAT_MAX_AGE_SECONDS", default=180)
+# When set, /metrics wants `Authorization: Bearer <this>` or a logged-in staff user; empty: open (protect it at the
+# network).
+DAP_METRICS_TOKEN = env.str("DAP_METRICS_TOKEN", default="")
+# Log lines: `json` (one JSON object per line) or `text`. Both are redacted (dap/logging.py).
+DAP_LOG_FORMAT = env.str("DAP_LOG_FORMAT", default="text" if DEBUG else "json").lower()
+if DAP_LOG_FORMAT not in ("json", "text"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"DAP_LOG_FORMAT must be json or text, not {DAP_LOG_FORMAT!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "dap.logging.JsonFormatter"},
+    },
+    "filters": {"redact": {"()": "dap.logging.RedactFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": DAP_LOG_FORMAT, "filters": ["redact"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("DAP_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

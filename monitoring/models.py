@@ -20,9 +20,13 @@ class Alert(models.Model):
     error_rate = models.FloatField(null=True, blank=True)
     opened_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
-    # When the opening and the recovery notices went out (null: not yet sent; a failed send is tried again).
+    # When the opening and the recovery notices went out by e-mail (null: not yet sent; a failed send is tried again).
     notified_at = models.DateTimeField(null=True, blank=True)
     recovery_notified_at = models.DateTimeField(null=True, blank=True)
+    # The same for the optional webhook, kept apart so a failing channel is retried without repeating the other one
+    # (stamped too when no webhook is configured: configuring one later does not replay old notices).
+    webhook_notified_at = models.DateTimeField(null=True, blank=True)
+    webhook_recovery_notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-opened_at", "-id"]

@@ -142,7 +142,8 @@ def dispatch_config(
     """Send what is due for one configuration, shard by shard (those no other worker holds), until nothing is due
     or the time budget is spent."""
     report = DispatchReport(config_id=config_id)
-    deadline = time.monotonic() + (budget_seconds or settings.DAP_DISPATCH_BUDGET_SECONDS)
+    started = time.monotonic()
+    deadline = started + (budget_seconds or settings.DAP_DISPATCH_BUDGET_SECONDS)
     config = PartnerConfig.objects.select_related("connector").filter(pk=config_id).first()
     limits = config.connector.partner.limits if config is not None else None
     if limits is not None and not _batch_ready(config, limits):
@@ -163,6 +164,18 @@ def dispatch_config(
         if report.paused or report.more_due:
             break
     report.lease_busy = held_elsewhere == len(shards)
+    if report.claimed or report.paused:
+        logger.info(
+            "config %s dispatched: %s claimed, %s finished, %s retried in %s calls",
+            config_id, report.claimed, report.finished, report.retried, report.calls,
+            extra={
+                "config_id": config_id, "partner": config.connector.partner_key if config else "",
+                "claimed": report.claimed, "replaced": report.replaced, "calls": report.calls,
+                "finished": report.finished, "retried": report.retried, "outcomes": dict(report.outcomes),
+                "paused": report.paused, "more_due": report.more_due,
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )  # fmt: skip
     return report
 
 
@@ -378,7 +391,10 @@ def _process(config: PartnerConfig, client: PartnerClient, rows: list[_Row], rep
             try:
                 calls = client.send(action, items)
             except Exception as exc:  # a client bug must not lose rows: retry them and say why
-                logger.exception("config %s: client failed", config.pk)
+                logger.exception(
+                    "config %s: client failed", config.pk,
+                    extra={"config_id": config.pk, "partner": partner.key, "action": action, "items": len(items)},
+                )  # fmt: skip
                 calls = [
                     PartnerClient.all_items(
                         list(range(len(items))),
@@ -486,7 +502,10 @@ def _record_calls(config, action, batch, calls: list[CallResult], acc: _Outcomes
         )
     missing = len(batch) - len(seen)
     if missing:  # a client that forgot items: their rows stay pending and go out again
-        logger.error("config %s: the client returned no result for %s items", config.pk, missing)
+        logger.error(
+            "config %s: the client returned no result for %s items", config.pk, missing,
+            extra={"config_id": config.pk, "partner": config.connector.partner_key, "missing": missing},
+        )  # fmt: skip
     return stop
 
 
@@ -538,7 +557,10 @@ def _pause(config: PartnerConfig, health: str, acc: _Outcomes) -> None:
     PartnerConfig.objects.filter(pk=config.pk).update(
         health=health, health_changed_at=timezone.now(), health_detail=detail
     )
-    logger.warning("config %s paused: %s", config.pk, health)
+    logger.warning(
+        "config %s paused: %s", config.pk, health,
+        extra={"config_id": config.pk, "partner": config.connector.partner_key, "health": health},
+    )  # fmt: skip
 
 
 def due_config_ids() -> list[int]:

@@ -16,6 +16,12 @@ SNIPPET_LIMIT = 500
 # Long hex/base64 runs (hashes, tokens), emails, bearer/basic credentials: never kept in snippets.
 _REDACTIONS = (
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[email]"),
+    # An Authorization header with its scheme ("Authorization: Basic dXNl…"), then a bearer token anywhere.
+    (
+        re.compile(r"(?i)(authorization)([\"'=:\s]+)(?:(?:bearer|basic|digest|token)\s+)?[^\s\"'&,}]+"),
+        r"\1\2[redacted]",
+    ),
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/-]+=*"), r"\1 [redacted]"),
     (
         re.compile(r"(?i)(access_token|token|password|secret|sig|signature|authorization)([\"'=:\s]+)[^\s\"'&,}]+"),
         r"\1\2[redacted]",
@@ -25,11 +31,15 @@ _REDACTIONS = (
 )
 
 
-def redact(text: str, limit: int = SNIPPET_LIMIT) -> str:
-    text = text[: limit * 4]
+def scrub(text: str) -> str:
+    """The redactions without a length limit (the log filter in dap/logging.py adds its own on top)."""
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
-    return text[:limit]
+    return text
+
+
+def redact(text: str, limit: int = SNIPPET_LIMIT) -> str:
+    return scrub(text[: limit * 4])[:limit]
 
 
 def _transport_instrumented() -> bool:
