@@ -131,3 +131,62 @@ class SnippetForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.partner = partner
         add_settings_fields(self, partner)
+
+
+class DeliveryLogFilterForm(forms.Form):
+    """Filters of the connector page's recent partner calls and failed deliveries (GET; invalid values are ignored
+    with a message, never an error page)."""
+
+    config = forms.TypedChoiceField(label="Configuration", required=False, coerce=int, empty_value=None)
+    outcome = forms.ChoiceField(label="Outcome", required=False)
+    errors_only = forms.BooleanField(label="Only calls with errors", required=False)
+
+    def __init__(self, *args, configs=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        from connectors.models import Outcome
+
+        self.fields["config"].choices = [("", "All configurations"), *((c.pk, c.name) for c in configs)]
+        self.fields["outcome"].choices = [("", "All outcomes"), *Outcome.choices]
+
+    def filters(self) -> dict:
+        """Validated filters for the selectors (`partner_config`, `outcome`, `errors_only`); none when invalid."""
+        if not self.is_bound or not self.is_valid():
+            return {}
+        data = self.cleaned_data
+        return {
+            key: value
+            for key, value in (
+                ("partner_config", data.get("config")),
+                ("outcome", data.get("outcome")),
+                ("errors_only", data.get("errors_only")),
+            )
+            if value
+        }
+
+
+class ReplayForm(forms.Form):
+    """What the connector page replays: ticked failed deliveries (`ids`), or every one matching the filters."""
+
+    ids = forms.CharField(required=False)
+    config = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
+    outcome = forms.ChoiceField(required=False)
+
+    def __init__(self, data, *, configs=()):
+        super().__init__(data)
+        from connectors.models import Outcome
+
+        self.ids_list = data.getlist("ids") if hasattr(data, "getlist") else list(data.get("ids") or [])
+        self.fields["config"].choices = [("", ""), *((c.pk, c.name) for c in configs)]
+        self.fields["outcome"].choices = [("", ""), *Outcome.choices]
+
+    def clean_ids(self) -> list[int]:
+        ids = [value.strip() for value in self.ids_list if value.strip()]
+        if any(not value.isdigit() for value in ids):
+            raise forms.ValidationError("Delivery ids are whole numbers.")
+        if len(ids) > 10000:
+            raise forms.ValidationError("Tick at most 10,000 deliveries, or replay by filter.")
+        return [int(value) for value in ids]
+
+    def filters(self) -> dict:
+        data = self.cleaned_data
+        return {k: v for k, v in (("partner_config", data.get("config")), ("outcome", data.get("outcome"))) if v}

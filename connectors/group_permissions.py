@@ -5,6 +5,7 @@ APPS = ("connectors", "audiences", "journeys", "monitoring")
 READ_ONLY_MODELS = {
     "connectorevent",
     "dailystat",
+    "dailytotal",
     "deliveryattempt",
     "audiencemembership",
     "audiencemembershipchange",

@@ -203,6 +203,41 @@ class DailyStat(models.Model):
         return f"{self.partner_config_id} {self.day} {self.outcome} {self.partner_error_code}: {self.count}"
 
 
+# DailyTotal's columns: outcome -> category.
+OUTCOME_CATEGORY = {
+    Outcome.ADDED.value: "added",
+    Outcome.REMOVED.value: "removed",
+    **{o.value: "skipped" for o in SKIPPED_OUTCOMES},
+    **{o.value: "errors" for o in ERROR_OUTCOMES},
+}
+
+
+class DailyTotal(models.Model):
+    """DailyStat summed per configuration and day into four categories: what the overview of every connector reads
+    (one row per configuration-day instead of one per outcome and code). Written in the same statement batch as
+    DailyStat (stats_increment), so both always agree."""
+
+    partner_config = models.ForeignKey(PartnerConfig, on_delete=models.CASCADE, related_name="daily_totals")
+    day = models.DateField()
+    added = models.BigIntegerField(default=0)
+    removed = models.BigIntegerField(default=0)
+    skipped = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["partner_config", "day"], name="dailytotal_unique_day"),
+            models.CheckConstraint(
+                condition=models.Q(added__gte=0, removed__gte=0, skipped__gte=0, errors__gte=0),
+                name="dailytotal_counts_non_negative",
+            ),
+        ]
+        indexes = [models.Index(fields=["day"])]
+
+    def __str__(self) -> str:
+        return f"{self.partner_config_id} {self.day}: +{self.added} -{self.removed} ~{self.skipped} !{self.errors}"
+
+
 class Delivery(models.Model):
     """The outbox: one profile change for one configuration. Delivered rows leave the table (their outcome is in
     DailyStat and DeliveryAttempt); failed and skipped rows stay, listed and replayable."""

@@ -4,27 +4,26 @@ from datetime import timedelta
 
 from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from audiences.models import AudienceConnection
+from connectors.delivery.stats import stats_day
 from connectors.errors import Usage
-from connectors.models import ERROR_OUTCOMES, SKIPPED_OUTCOMES, Connector, ConnectorEvent, DailyStat, Outcome
+from connectors.models import Connector, ConnectorEvent, DailyTotal, Delivery, DeliveryAttempt, PartnerConfig
 from connectors.partners.base import Kind
 from connectors.partners.registry import all_partners
+from connectors.statistics import STATS_PERIODS, connector_stats, partner_config_stats, stats_overview
 from journeys.models import Journey, JourneyActivationStep, JourneyVersion
 from journeys.selectors import live_journeys_with_unpublished_changes
 
 
-def _stat_sum(days: int, outcomes) -> Subquery:
-    since = timezone.now().date() - timedelta(days=days - 1)
+def _total_sum(days: int, column: str) -> Subquery:
+    since = stats_day() - timedelta(days=days - 1)
     return Coalesce(
         Subquery(
-            DailyStat.objects.filter(
-                partner_config__connector=OuterRef("pk"), day__gte=since, outcome__in=list(outcomes)
-            )
+            DailyTotal.objects.filter(partner_config__connector=OuterRef("pk"), day__gte=since)
             .order_by()
             .values("partner_config__connector")
-            .annotate(total=Sum("count"))
+            .annotate(total=Sum(column))
             .values("total")[:1],
             output_field=IntegerField(),
         ),
@@ -32,77 +31,26 @@ def _stat_sum(days: int, outcomes) -> Subquery:
     )
 
 
+def server_to_server_connectors() -> QuerySet[Connector]:
+    """Connectors of server-to-server partners (tag-based partners have snippets, not connectors)."""
+    return Connector.objects.filter(partner_key__in=[p.key for p in all_partners(kind=Kind.SERVER_TO_SERVER)])
+
+
 def connector_list(*, days: int = 7, search: str = "", status: str = "") -> QuerySet[Connector]:
     """Server-to-server connectors with their number of configurations and last-`days` totals."""
-    s2s_keys = [p.key for p in all_partners(kind=Kind.SERVER_TO_SERVER)]
-    qs = Connector.objects.filter(partner_key__in=s2s_keys)
+    qs = server_to_server_connectors()
     if search:
         qs = qs.filter(name__icontains=search)
     if status:
         qs = qs.filter(status=status)
     return qs.annotate(
         config_count=Count("configs", distinct=True),
-        added_total=_stat_sum(days, [Outcome.ADDED]),
-        removed_total=_stat_sum(days, [Outcome.REMOVED]),
-        skipped_total=_stat_sum(days, SKIPPED_OUTCOMES),
-        error_total=_stat_sum(days, ERROR_OUTCOMES),
+        paused_configs=Count("configs", filter=~Q(configs__health=PartnerConfig.Health.OK), distinct=True),
+        added_total=_total_sum(days, "added"),
+        removed_total=_total_sum(days, "removed"),
+        skipped_total=_total_sum(days, "skipped"),
+        error_total=_total_sum(days, "errors"),
     ).order_by("name")
-
-
-# The periods statistics are shown for (days).
-STATS_PERIODS = (7, 30, 90)
-
-
-def connector_stats(*, connector: Connector, days: int = 7) -> dict:
-    """Totals per outcome over the last `days` days, per day, and the partner error codes with what they mean and
-    where the partner documents them."""
-    since = timezone.now().date() - timedelta(days=days - 1)
-    rows = (
-        DailyStat.objects.filter(partner_config__connector=connector, day__gte=since)
-        .values("day", "outcome", "partner_error_code")
-        .annotate(total=Sum("count"))
-        .order_by("day", "outcome", "partner_error_code")
-    )
-    by_outcome = {o.value: 0 for o in Outcome}
-    by_day: dict = {}
-    partner_codes: dict[tuple[str, str], int] = {}
-    for row in rows:
-        by_outcome[row["outcome"]] += row["total"]
-        day = by_day.setdefault(row["day"], {o.value: 0 for o in Outcome})
-        day[row["outcome"]] += row["total"]
-        if row["partner_error_code"]:
-            key = (row["outcome"], row["partner_error_code"])
-            partner_codes[key] = partner_codes.get(key, 0) + row["total"]
-    return {
-        "days": days,
-        "since": since,
-        "by_outcome": by_outcome,
-        "by_day": [{"day": day, "outcomes": counts} for day, counts in by_day.items()],
-        "partner_errors": partner_error_rows(connector.partner_key, partner_codes),
-    }
-
-
-def partner_error_rows(partner_key: str, counts: dict[tuple[str, str], int]) -> list[dict]:
-    """Each (outcome, error code) with its count, its meaning (from the partner's client) and the partner's error
-    documentation, most frequent first."""
-    from connectors.delivery.client import PartnerClient, client_class
-    from connectors.partners.registry import REGISTRY
-
-    cls = client_class(partner_key) or PartnerClient
-    partner = REGISTRY.get(partner_key)
-    docs_url = partner.error_docs_url if partner else ""
-    labels = dict(Outcome.choices)
-    return [
-        {
-            "outcome": outcome,
-            "outcome_label": labels.get(outcome, outcome),
-            "code": code,
-            "count": n,
-            "meaning": cls.error_meaning(code),
-            "docs_url": docs_url,
-        }
-        for (outcome, code), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    ]
 
 
 def partner_config_usages(*, config_ids) -> list[Usage]:
@@ -184,6 +132,48 @@ DELIVERY_FILTERS = {
 }
 
 
+def attempt_filter(queryset, filters: dict):
+    """Narrow partner calls by validated filters (all combined with AND)."""
+    if filters.get("connector"):
+        queryset = queryset.filter(partner_config__connector_id=filters["connector"])
+    if filters.get("partner_config"):
+        queryset = queryset.filter(partner_config_id=filters["partner_config"])
+    if filters.get("outcome"):
+        queryset = queryset.filter(outcome=filters["outcome"])
+    if filters.get("errors_only"):
+        queryset = queryset.filter(Q(error_count__gt=0) | Q(retry_count__gt=0))
+    return queryset
+
+
+def connector_attempts(*, connector: Connector, filters: dict | None = None, limit: int = 50):
+    """The connector's most recent partner calls (snippets are redacted when written), newest first."""
+    queryset = DeliveryAttempt.objects.filter(partner_config__connector=connector).select_related("partner_config")
+    return list(attempt_filter(queryset, filters or {}).order_by("-at", "-id")[:limit])
+
+
+def connector_failed_deliveries(*, connector: Connector, filters: dict | None = None, limit: int = 50):
+    """The connector's failed deliveries (replayable), most recently finished first, and how many match."""
+    filters = {k: v for k, v in (filters or {}).items() if k in ("partner_config", "outcome")}
+    queryset = delivery_filter(
+        Delivery.objects.filter(partner_config__connector=connector, status=Delivery.Status.FAILED), filters
+    )
+    rows = list(queryset.select_related("partner_config").order_by("-finished_at", "-id")[:limit])
+    return rows, queryset.count()
+
+
+def connector_health(*, connector: Connector, configs) -> dict:
+    """The connector's state at a glance: deactivated, paused configurations, or healthy."""
+    paused = [c for c in configs if c.health != PartnerConfig.Health.OK]
+    if not connector.is_active:
+        state, label = "deactivated", "Deactivated: nothing is sent"
+    elif paused:
+        state = "paused"
+        label = "; ".join(f"{c.name}: {c.get_health_display()}" for c in paused)
+    else:
+        state, label = "ok", "Healthy: sending"
+    return {"state": state, "label": label, "paused": paused}
+
+
 def delivery_filter(queryset, filters: dict):
     """Narrow deliveries by validated filters (all combined with AND)."""
     return queryset.filter(
@@ -193,7 +183,11 @@ def delivery_filter(queryset, filters: dict):
 
 __all__ = [
     "connector_list",
+    "STATS_PERIODS",
     "connector_stats",
+    "partner_config_stats",
+    "stats_overview",
+    "server_to_server_connectors",
     "connector_usages",
     "partner_config_usages",
     "connector_live_journeys_with_unpublished_changes",

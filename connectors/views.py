@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -14,7 +15,9 @@ from connectors.errors import InUseError
 from connectors.forms import (
     ConnectorCreateForm,
     ConnectorRenameForm,
+    DeliveryLogFilterForm,
     PartnerConfigForm,
+    ReplayForm,
     SnippetForm,
     apply_service_errors,
     setting_fields,
@@ -24,6 +27,7 @@ from connectors.models import Connector, Delivery, Outcome, PartnerConfig
 from connectors.partners.base import Kind
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
 from dap.permissions import page_permission
+from monitoring.selectors import open_alerts
 
 STATS_PERIODS = selectors.STATS_PERIODS
 
@@ -37,11 +41,21 @@ def connector_list(request):
     status = request.GET.get("status", "")
     if status not in {"", *Connector.Status.values}:
         status = ""
-    connectors = list(selectors.connector_list(search=search, status=status))
+    queryset = selectors.connector_list(search=search, status=status)
+    connectors = list(queryset)
+    overview = selectors.stats_overview(days=7, connectors=queryset)
+    series = {row["id"]: row["series"] for row in overview["connectors"]}
     return render(
         request,
         "connectors/list.html",
-        {"connectors": connectors, "search": search, "status": status, "statuses": Connector.Status.choices},
+        {
+            "rows": [(c, series.get(c.pk, {})) for c in connectors],
+            "alerts": open_alerts(),
+            "connectors": connectors,
+            "search": search,
+            "status": status,
+            "statuses": Connector.Status.choices,
+        },
     )
 
 
@@ -148,17 +162,38 @@ def _setting_rows(partner, config: PartnerConfig) -> list[tuple[str, str, bool]]
     return rows
 
 
+# The chart's colours: added green, removed blue, one colour per error category.
+CHART_SERIES = [
+    (Outcome.ADDED, "#1f8a4c"),
+    (Outcome.REMOVED, "#2a6fd6"),
+    (Outcome.OTHER_ERROR, "#7f8c8d"),
+    (Outcome.INVALID_CREDENTIALS, "#8e44ad"),
+    (Outcome.TIMEOUT, "#e67e22"),
+    (Outcome.PARTNER_ERROR, "#c0392b"),
+]
+
+
 @_perm("view_connector")
 def connector_detail(request, pk: int):
     connector = get_object_or_404(Connector, pk=pk)
-    try:
-        days = int(request.GET.get("days", 7))
-    except ValueError:
-        days = 7
-    if days not in STATS_PERIODS:
-        days = 7
+    days = request.GET.get("days", "7")
+    if not days.isdigit() or int(days) not in STATS_PERIODS:
+        days = "7"
     configs = list(connector.configs.all())
-    stats = selectors.connector_stats(connector=connector, days=days)
+    stats = selectors.connector_stats(connector=connector, days=int(days))
+    log_filter = DeliveryLogFilterForm(request.GET if "log" in request.GET else None, configs=configs)
+    filters = log_filter.filters()
+    failed, failed_matching = selectors.connector_failed_deliveries(connector=connector, filters=filters)
+    labels = dict(Outcome.choices)
+    chart = {
+        "api": reverse("connector-stats", args=[connector.pk]),
+        "days": stats["days"],
+        "dates": [d.isoformat() for d in stats["dates"]],
+        "series": [
+            {"outcome": o.value, "label": labels[o], "colour": colour, "data": stats["series"][o.value]}
+            for o, colour in CHART_SERIES
+        ],
+    }
     return render(
         request,
         "connectors/detail.html",
@@ -166,13 +201,22 @@ def connector_detail(request, pk: int):
             "connector": connector,
             "partner": connector.partner,
             "configs": [(c, _setting_rows(connector.partner, c)) for c in configs],
+            "health": selectors.connector_health(connector=connector, configs=configs),
+            "alerts": open_alerts(connector_ids=[connector.pk]),
             "stats": stats,
-            "stat_rows": [(label, stats["by_outcome"][value]) for value, label in Outcome.choices],
-            "days": days,
+            "chart": chart,
+            "chart_series": [(o.value, labels[o], colour) for o, colour in CHART_SERIES],
+            "outcome_rows": [(value, label, stats["by_outcome"][value]) for value, label in Outcome.choices],
+            "days": stats["days"],
             "periods": STATS_PERIODS,
             "usages": selectors.connector_usages(connector=connector),
             "history": selectors.connector_history(connector=connector),
             "can_add_config": connector.partner.multiple_configs,
+            "log_filter": log_filter,
+            "log_filters": filters,
+            "attempts": selectors.connector_attempts(connector=connector, filters=filters),
+            "failed": failed,
+            "failed_matching": failed_matching,
             "failed_count": Delivery.objects.filter(
                 partner_config__connector=connector, status=Delivery.Status.FAILED
             ).count(),
@@ -324,8 +368,20 @@ def config_resume(request, pk: int, config_pk: int):
 @_perm("change_delivery")
 @require_POST
 def connector_replay(request, pk: int):
+    """Replay the connector's failed deliveries: the ticked ones (`replay=selected` with `ids`), or all of them
+    matching the page's filters (configuration, outcome)."""
     connector = get_object_or_404(Connector, pk=pk)
     queryset = Delivery.objects.filter(partner_config__connector=connector, status=Delivery.Status.FAILED)
+    form = ReplayForm(request.POST, configs=list(connector.configs.all()))
+    if not form.is_valid():
+        messages.error(request, "Nothing replayed: " + " ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("connectors:detail", pk=pk)
+    if request.POST.get("replay") == "selected":
+        if not form.cleaned_data["ids"]:
+            messages.error(request, "Nothing replayed: tick the deliveries to replay.")
+            return redirect("connectors:detail", pk=pk)
+        queryset = queryset.filter(pk__in=form.cleaned_data["ids"])
+    queryset = selectors.delivery_filter(queryset, form.filters())
     try:
         n = outbox.deliveries_replay(queryset=queryset)
     except ValidationError as exc:

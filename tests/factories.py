@@ -202,10 +202,63 @@ class JourneyActivationStepFactory(factory.django.DjangoModelFactory):
 
 
 class DailyStatFactory(factory.django.DjangoModelFactory):
+    """Counts through the platform's own writer, so DailyTotal (the per-day category sums) stays in step."""
+
     class Meta:
         model = DailyStat
+
+    @classmethod
+    def _create(cls, model_class, partner_config, day, outcome, count, partner_error_code=""):
+        from collections import Counter
+
+        from connectors.delivery.stats import stats_increment
+
+        stats_increment(Counter({(partner_config.pk, day, outcome, partner_error_code): count}))
+        return model_class.objects.get(
+            partner_config=partner_config, day=day, outcome=outcome, partner_error_code=partner_error_code
+        )
 
     partner_config = factory.SubFactory(PartnerConfigFactory)
     day = factory.Faker("date_object")
     outcome = Outcome.ADDED
     count = 1
+
+
+class ProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "audiences.Profile"
+
+    external_id = factory.Sequence(lambda n: f"profile-{n}")
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory):
+    """An outbox row; failed by default (what the pages list and replay)."""
+
+    class Meta:
+        model = "connectors.Delivery"
+
+    partner_config = factory.SubFactory(PartnerConfigFactory)
+    profile = factory.SubFactory(ProfileFactory)
+    action = "add"
+    status = "failed"
+    outcome = "partner_error"
+    partner_error_code = "500"
+    last_error = "the partner answered 500"
+    attempts = 1
+    created_at = factory.LazyFunction(timezone.now)
+    next_attempt_at = factory.LazyFunction(timezone.now)
+    finished_at = factory.LazyFunction(timezone.now)
+
+
+class DeliveryAttemptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "connectors.DeliveryAttempt"
+
+    partner_config = factory.SubFactory(PartnerConfigFactory)
+    at = factory.LazyFunction(timezone.now)
+    action = "add"
+    status_code = 200
+    duration_ms = 120.0
+    item_count = 10
+    ok_count = 10
+    outcome = "added"

@@ -3,7 +3,8 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from connectors.models import Connector, Delivery, Outcome, PartnerConfig
+from connectors.models import Connector, Delivery, DeliveryAttempt, Outcome, PartnerConfig
+from connectors.statistics import STATS_PERIODS
 
 
 class SecretStateSerializer(serializers.Serializer):
@@ -235,6 +236,59 @@ class DeliveryFilterSerializer(serializers.Serializer):
         return attrs
 
 
+class DeliveryAttemptFilterSerializer(serializers.Serializer):
+    """Filters of the partner-call list (all optional, combined with AND)."""
+
+    connector = serializers.IntegerField(required=False, min_value=1)
+    partner_config = serializers.IntegerField(required=False, min_value=1)
+    outcome = serializers.ChoiceField(
+        choices=Outcome.choices, required=False, help_text="Calls whose main outcome is this one."
+    )
+    errors_only = serializers.BooleanField(
+        required=False, default=False, help_text="Only calls with failed or retried items."
+    )
+
+
+class DeliveryAttemptSerializer(serializers.ModelSerializer):
+    connector = serializers.IntegerField(source="partner_config.connector_id")
+
+    class Meta:
+        model = DeliveryAttempt
+        fields = [
+            "id",
+            "connector",
+            "partner_config",
+            "at",
+            "action",
+            "status_code",
+            "duration_ms",
+            "item_count",
+            "ok_count",
+            "error_count",
+            "retry_count",
+            "outcome",
+            "partner_error_code",
+            "snippet",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {"snippet": {"help_text": "The partner's answer, shortened, identifiers and secrets redacted."}}
+
+
+class QueryChoiceField(serializers.ChoiceField):
+    """A query parameter given empty (`?days=`) is refused, not read as absent."""
+
+    def get_value(self, dictionary):
+        if dictionary.get(self.field_name, None) == "":
+            return ""
+        return super().get_value(dictionary)
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    days = QueryChoiceField(
+        choices=list(STATS_PERIODS), required=False, default=7, help_text="The period: the last 7, 30 or 90 days."
+    )
+
+
 class ReplaySerializer(DeliveryFilterSerializer):
     ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1), required=False, max_length=100000, help_text="Delivery ids."
@@ -281,10 +335,33 @@ class PartnerErrorSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     meaning = serializers.CharField(help_text="What the code means, in plain words ('' when unknown).")
     docs_url = serializers.CharField(help_text="The partner's error documentation.")
+    series = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Profiles with this outcome and code per day, aligned with dates."
+    )
 
 
 class OutcomeCountsField(serializers.DictField):
     child = serializers.IntegerField()
+
+
+class OutcomeSeriesField(serializers.DictField):
+    child = serializers.ListField(child=serializers.IntegerField())
+
+
+class CategoryTotalsSerializer(serializers.Serializer):
+    added = serializers.IntegerField()
+    removed = serializers.IntegerField()
+    skipped = serializers.IntegerField(help_text="All skipped outcomes (no identifier, no consent, deactivated).")
+    errors = serializers.IntegerField(
+        help_text="All error outcomes (other error, invalid credentials, timeout, partner error)."
+    )
+
+
+class CategorySeriesSerializer(serializers.Serializer):
+    added = serializers.ListField(child=serializers.IntegerField())
+    removed = serializers.ListField(child=serializers.IntegerField())
+    skipped = serializers.ListField(child=serializers.IntegerField())
+    errors = serializers.ListField(child=serializers.IntegerField())
 
 
 class DayStatsSerializer(serializers.Serializer):
@@ -292,9 +369,39 @@ class DayStatsSerializer(serializers.Serializer):
     outcomes = OutcomeCountsField(help_text="Profiles per outcome that day.")
 
 
-class ConnectorStatsSerializer(serializers.Serializer):
-    days = serializers.IntegerField()
-    since = serializers.DateField()
+class StatsPeriodSerializer(serializers.Serializer):
+    days = serializers.IntegerField(help_text="7, 30 or 90.")
+    since = serializers.DateField(help_text="First day of the period.")
+    until = serializers.DateField(help_text="Last day of the period (today).")
+    time_zone = serializers.CharField(help_text="The time zone whose midnight starts a day (DAP_STATS_TIME_ZONE).")
+    dates = serializers.ListField(child=serializers.DateField(), help_text="Every day of the period, oldest first.")
+
+
+class ConnectorStatsSerializer(StatsPeriodSerializer):
+    totals = CategoryTotalsSerializer(help_text="Profiles per category over the period.")
     by_outcome = OutcomeCountsField(help_text="Profiles per outcome over the period.")
-    by_day = DayStatsSerializer(many=True)
+    series = OutcomeSeriesField(
+        help_text="Per outcome, profiles per day aligned with dates (days without traffic are 0)."
+    )
+    by_day = DayStatsSerializer(many=True, help_text="The same numbers per day (every day of the period).")
     partner_errors = PartnerErrorSerializer(many=True)
+
+
+class PartnerConfigStatsSerializer(ConnectorStatsSerializer):
+    partner_config_id = serializers.IntegerField()
+
+
+class ConnectorOverviewSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    partner = serializers.CharField()
+    partner_name = serializers.CharField()
+    status = serializers.ChoiceField(choices=Connector.Status.choices)
+    totals = CategoryTotalsSerializer()
+    series = CategorySeriesSerializer(help_text="Per category, profiles per day aligned with dates.")
+
+
+class StatsOverviewSerializer(StatsPeriodSerializer):
+    totals = CategoryTotalsSerializer(help_text="All connectors together.")
+    series = CategorySeriesSerializer(help_text="All connectors together, per day.")
+    connectors = ConnectorOverviewSerializer(many=True)

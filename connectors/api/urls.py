@@ -8,6 +8,7 @@ router.register("partners", views.PartnerViewSet, basename="partner")
 router.register("connectors", views.ConnectorViewSet, basename="connector")
 router.register("partner-configs", views.PartnerConfigTestViewSet, basename="partner-config")
 router.register("deliveries", views.DeliveryViewSet, basename="delivery")
+router.register("delivery-attempts", views.DeliveryAttemptViewSet, basename="delivery-attempt")
 router.register("cookie-sync/tokens", views.CookieSyncTokenView, basename="cookie-sync-token")
 
 configs = views.ConnectorConfigViewSet
@@ -22,5 +23,10 @@ urlpatterns = [
         "connectors/<int:connector_pk>/configs/<int:pk>/",
         configs.as_view({"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}),
         name="connector-config-detail",
+    ),
+    path(
+        "connectors/<int:connector_pk>/configs/<int:pk>/stats/",
+        configs.as_view({"get": "stats"}),
+        name="connector-config-stats",
     ),
 ]

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
@@ -19,22 +19,27 @@ from connectors.api.serializers import (
     ConnectorSerializer,
     ConnectorStatsSerializer,
     ConnectorUpdateSerializer,
+    DeliveryAttemptFilterSerializer,
+    DeliveryAttemptSerializer,
     DeliveryFilterSerializer,
     DeliverySerializer,
     InUseSerializer,
     PartnerConfigSerializer,
+    PartnerConfigStatsSerializer,
     PartnerConfigUpdateSerializer,
     PartnerConfigWriteSerializer,
     PartnerSerializer,
     ReplayResultSerializer,
     ReplaySerializer,
+    StatsOverviewSerializer,
+    StatsQuerySerializer,
     StatusChangeSerializer,
     SyncTokenRequestSerializer,
     SyncTokenSerializer,
     UsagesSerializer,
 )
 from connectors.delivery import outbox
-from connectors.models import Connector, Delivery, PartnerConfig
+from connectors.models import Connector, Delivery, DeliveryAttempt, PartnerConfig
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
 from dap.permissions import ModelPermissionsWithView
 
@@ -47,6 +52,12 @@ def requires(*perms: str) -> type[BasePermission]:
             return bool(request.user and request.user.is_authenticated and request.user.has_perms(perms))
 
     return _Requires
+
+
+def _stats_days(request) -> int:
+    query = StatsQuerySerializer(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return query.validated_data["days"]
 
 
 IN_USE = OpenApiResponse(InUseSerializer, description="Still used by audiences or journeys; every usage is listed.")
@@ -163,18 +174,27 @@ class ConnectorViewSet(viewsets.ModelViewSet):
         return Response({"changed": changed, "connector": ConnectorSerializer(connector).data})
 
     @extend_schema(
-        summary="Delivery statistics: totals per outcome, per day, and partner error codes with their meaning",
-        parameters=[OpenApiParameter("days", int, enum=list(selectors.STATS_PERIODS), description="default 7")],
+        summary="Delivery statistics of one connector: daily series per outcome and per partner error code, totals",
+        parameters=[StatsQuerySerializer],
         responses=ConnectorStatsSerializer,
     )
     @action(detail=True, methods=["get"])
     def stats(self, request, pk=None):
         connector = self.get_object()
-        days = request.query_params.get("days", "7")
-        if not days.isdigit() or int(days) not in selectors.STATS_PERIODS:
-            allowed = ", ".join(str(d) for d in selectors.STATS_PERIODS)
-            raise ValidationError({"days": [f"Choose one of: {allowed}."]})
-        return Response(ConnectorStatsSerializer(selectors.connector_stats(connector=connector, days=int(days))).data)
+        days = _stats_days(request)
+        return Response(ConnectorStatsSerializer(selectors.connector_stats(connector=connector, days=days)).data)
+
+    @extend_schema(
+        summary="Delivery statistics of every server-to-server connector: totals and daily series per category",
+        operation_id="v1_connectors_stats_overview",
+        parameters=[StatsQuerySerializer],
+        responses=StatsOverviewSerializer,
+    )
+    @action(detail=False, methods=["get"], url_path="stats")
+    def overview(self, request):
+        # Plain data already (ints, strings, dates): rendered as is, not walked field by field through the
+        # serializer, which documents the shape (200 connectors x 90 days x 4 series are 72,000 numbers).
+        return Response(selectors.stats_overview(days=_stats_days(request)))
 
     @extend_schema(summary="Where the connector is used (audiences, journeys)", responses=UsagesSerializer)
     @action(detail=True, methods=["get"])
@@ -244,6 +264,16 @@ class ConnectorConfigViewSet(viewsets.ModelViewSet):
         services.partner_config_delete(partner_config=self.get_object(), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(
+        summary="Delivery statistics of one configuration: daily series per outcome and per partner error code",
+        parameters=[StatsQuerySerializer],
+        responses=PartnerConfigStatsSerializer,
+    )
+    def stats(self, request, *args, **kwargs):
+        config = self.get_object()
+        stats = selectors.partner_config_stats(partner_config=config, days=_stats_days(request))
+        return Response(PartnerConfigStatsSerializer(stats).data)
+
 
 class PartnerConfigTestViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Configurations by id, for actions that do not need the connector in the path."""
@@ -311,6 +341,26 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         queryset = selectors.delivery_filter(Delivery.objects.all(), body.validated_data)
         return Response({"replayed": outbox.deliveries_replay(queryset=queryset)})
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Partner calls, newest first: status, duration, counts, partner code and a redacted response snippet",
+        parameters=[DeliveryAttemptFilterSerializer],
+    ),
+    retrieve=extend_schema(summary="One partner call"),
+)
+class DeliveryAttemptViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = DeliveryAttempt.objects.select_related("partner_config").order_by("-at", "-id")
+    serializer_class = DeliveryAttemptSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action != "list":
+            return queryset
+        filters = DeliveryAttemptFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.attempt_filter(queryset, filters.validated_data)
 
 
 class CookieSyncTokenView(viewsets.ViewSet):

@@ -164,7 +164,7 @@ class PartnerClient:
 
     @staticmethod
     def timeout_result(message: str = "timeout") -> ItemResult:
-        return ItemResult(Outcome.TIMEOUT, message=message, retryable=True)
+        return ItemResult(Outcome.TIMEOUT, partner_code="timeout", message=message, retryable=True)
 
     @staticmethod
     def connection_error_result(message: str) -> ItemResult:
@@ -175,6 +175,7 @@ class PartnerClient:
 GENERIC_CODES = {
     "rate_limited": "The partner's request quota for this configuration was reached; retried when it allows.",
     "connection_error": "Could not connect to the partner; retried.",
+    "timeout": "The partner did not answer within the configuration's timeout; retried until the retry window ends.",
     "request_error": "The request could not be made.",
     "client_error": "The platform's client for this partner failed; retried.",
     "invalid_response": "The partner's answer could not be read; retried.",

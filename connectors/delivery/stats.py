@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from connectors.delivery.sql import table
-from connectors.models import DailyStat
+from connectors.models import OUTCOME_CATEGORY, DailyStat, DailyTotal
 
 
 @lru_cache(maxsize=4)
@@ -31,7 +31,8 @@ def stats_day(moment: datetime | None = None) -> date:
 
 
 def stats_increment(counts: Counter[tuple[int, date, str, str]]) -> None:
-    """Add `counts[(partner_config_id, day, outcome, partner_error_code)]` to DailyStat."""
+    """Add `counts[(partner_config_id, day, outcome, partner_error_code)]` to DailyStat, and their category sums to
+    DailyTotal (two statements, in the caller's transaction)."""
     buckets = [(cid, day, outcome, code or "", n) for (cid, day, outcome, code), n in counts.items() if n]
     if not buckets:
         return
@@ -44,3 +45,47 @@ def stats_increment(counts: Counter[tuple[int, date, str, str]]) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [v for bucket in buckets for v in bucket])
+    totals: dict[tuple[int, date], list[int]] = {}
+    for cid, day, outcome, _code, n in buckets:
+        row = totals.setdefault((cid, day), [0, 0, 0, 0])
+        row[CATEGORY_INDEX[OUTCOME_CATEGORY[outcome]]] += n
+    name = table(DailyTotal)
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(totals))
+    sql = (
+        f"INSERT INTO {name} (partner_config_id, day, added, removed, skipped, errors) VALUES {values} "
+        f"ON CONFLICT (partner_config_id, day) DO UPDATE SET added = {name}.added + excluded.added, "
+        f"removed = {name}.removed + excluded.removed, skipped = {name}.skipped + excluded.skipped, "
+        f"errors = {name}.errors + excluded.errors"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [v for (cid, day), row in totals.items() for v in (cid, day, *row)])
+
+
+CATEGORY_INDEX = {"added": 0, "removed": 1, "skipped": 2, "errors": 3}
+
+
+def daily_totals_rebuild(*, partner_config_ids=None) -> int:
+    """Recompute DailyTotal from DailyStat (all configurations, or these): for a backfill, or after DailyStat rows
+    were written by other means than stats_increment."""
+    stat, total = table(DailyStat), table(DailyTotal)
+
+    def when(category: str) -> str:
+        outcomes = ", ".join(f"'{o}'" for o, c in OUTCOME_CATEGORY.items() if c == category)
+        return f"SUM(CASE WHEN outcome IN ({outcomes}) THEN count ELSE 0 END)"
+
+    where, params = "", []
+    if partner_config_ids is not None:
+        ids = list(partner_config_ids)
+        if not ids:
+            return 0
+        where = f"WHERE partner_config_id IN ({', '.join(['%s'] * len(ids))})"
+        params = ids
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {total} {where}", params)
+        cursor.execute(
+            f"INSERT INTO {total} (partner_config_id, day, added, removed, skipped, errors) "
+            f"SELECT partner_config_id, day, {when('added')}, {when('removed')}, {when('skipped')}, {when('errors')} "
+            f"FROM {stat} {where} GROUP BY partner_config_id, day",
+            params,
+        )
+        return cursor.rowcount

@@ -1,12 +1,11 @@
 """End to end in the system Chromium: create a DV360 connector, add a configuration, deactivate it, try to delete it.
 
 Runs only where Debian's `chromium` is installed (no browser is downloaded). Leaves a screenshot in
-/tmp/browser_flow.png for a human look.
+test-results/connector-flow.png (the run's artifacts) for a human look.
 """
 
 import os
 import re
-import shutil
 
 import pytest
 
@@ -16,9 +15,9 @@ os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-from django.db import connections  # noqa: E402
 
 from connectors.models import Connector  # noqa: E402
+from tests.browser.conftest import ARTIFACTS, PASSWORD  # noqa: E402
 from tests.factories import (  # noqa: E402
     DV360_CLIENT_SECRET,
     DV360_REFRESH_TOKEN,
@@ -27,38 +26,12 @@ from tests.factories import (  # noqa: E402
     UserFactory,
 )
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-SCREENSHOT = "/tmp/browser_flow.png"
-PASSWORD = "pass-word-123"  # UserFactory's
+SCREENSHOT = str(ARTIFACTS / "connector-flow.png")
 DV360 = VALID_SETTINGS["google_dv360"]
 SECOND_SECRET = "GOCSPX-secondConfigSecretValue5555"
 SECOND_REFRESH = "1//0secondConfigRefreshTokenValue6666"
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def page():
-    if CHROMIUM is None:
-        pytest.skip("Chromium not installed (Debian package chromium): browser test skipped")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        expect.set_options(timeout=10_000)
-        try:
-            yield page
-        finally:
-            # ORM calls made while Playwright's loop runs get their own connection (asgiref context);
-            # close it here, in that context, so the test database can be dropped.
-            connections.close_all()
-            context.close()
-            browser.close()
 
 
 def assert_no_secret(page, *secrets):

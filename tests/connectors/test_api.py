@@ -275,7 +275,7 @@ def test_stats_give_totals_days_and_partner_errors_with_meaning_and_docs(api, vi
     from tests.factories import DailyStatFactory, PartnerConfigFactory
 
     config = PartnerConfigFactory(connector__partner_key="meta_custom_audiences")
-    today = timezone.now().date()
+    today = timezone.localdate()
     DailyStatFactory(partner_config=config, day=today, outcome="added", count=40)
     DailyStatFactory(partner_config=config, day=today - timedelta(days=1), outcome="added", count=2)
     DailyStatFactory(partner_config=config, day=today, outcome="partner_error", partner_error_code="2650", count=3)
@@ -285,7 +285,7 @@ def test_stats_give_totals_days_and_partner_errors_with_meaning_and_docs(api, vi
     assert response.status_code == 200
     body = response.json()
     assert body["days"] == 7 and body["by_outcome"]["added"] == 42 and body["by_outcome"]["partner_error"] == 8
-    assert [d["outcomes"]["added"] for d in body["by_day"]] == [2, 40]
+    assert [d["outcomes"]["added"] for d in body["by_day"]] == [0, 0, 0, 0, 0, 2, 40]
     first, second = body["partner_errors"]
     assert (first["code"], first["count"], second["code"], second["count"]) == ("100/33", 5, "2650", 3)
     assert "does not exist" in first["meaning"] and first["docs_url"].startswith("https://developers.facebook.com")

@@ -189,8 +189,11 @@ def test_detail_page_explains_partner_error_codes(marketer_client):
 
     config = PartnerConfigFactory(connector__partner_key="meta_custom_audiences")
     DailyStatFactory(
-        partner_config=config, day=timezone.now().date(), outcome="partner_error", partner_error_code="2650", count=3
+        partner_config=config, day=timezone.localdate(), outcome="partner_error", partner_error_code="2650", count=3
     )
     page = marketer_client.get(f"/connectors/{config.connector_id}/").content.decode()
-    assert "Partner error <code>2650</code>: 3 — Meta could not update the custom audience" in page
+    assert (
+        '<td>Partner error</td><td><code>2650</code></td><td class="num">3</td>'
+        "<td>Meta could not update the custom audience" in page
+    )
     assert "https://developers.facebook.com/docs/graph-api/guides/error-handling/" in page

@@ -364,7 +364,7 @@ class Client(PartnerClient):
             )
         except requests.exceptions.Timeout as exc:
             raise AuthFailure(
-                "",
+                "timeout",
                 http.redact(str(exc) or "timeout", limit=200),
                 outcome=Outcome.TIMEOUT,
                 retryable=True,

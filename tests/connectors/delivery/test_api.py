@@ -96,8 +96,8 @@ def test_page_replay_button_and_resume(marketer_client):
     failed_rows(config, make_profiles(2))
     PartnerConfig.objects.filter(pk=config.pk).update(health="credentials_invalid", health_detail="refused")
     page = marketer_client.get(f"/connectors/{config.connector_id}/").content.decode()
-    assert "Replay failed deliveries" in page and "Credentials invalid (paused)" in page and ">Resume<" in page
-    marketer_client.post(f"/connectors/{config.connector_id}/replay/")
+    assert ">Replay all 2</button>" in page and "Credentials invalid (paused)" in page and ">Resume<" in page
+    marketer_client.post(f"/connectors/{config.connector_id}/replay/", {"replay": "all"})
     assert Delivery.objects.filter(status="pending").count() == 2
     marketer_client.post(f"/connectors/{config.connector_id}/configs/{config.pk}/resume/")
     config.refresh_from_db()

@@ -88,7 +88,7 @@ def test_the_3_second_timeout_holds_against_a_stalling_partner(sandbox, settings
     assert attempt.outcome == "timeout" and attempt.status_code is None
     assert 2.9 <= attempt.duration_ms / 1000 < 4.5
     assert elapsed < 5.5  # the stalled call was abandoned, not waited for
-    assert stats(config) == {("timeout", ""): 3}
+    assert stats(config) == {("timeout", "timeout"): 3}
 
 
 @pytest.mark.django_db
