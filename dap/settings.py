@@ -175,6 +175,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("timeout", 20)
     DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+    # Transactions take the write lock when they begin: a transaction that read and then writes while another
+    # process committed would otherwise fail at once with "database is locked" (the busy timeout does not apply).
+    DATABASES["default"]["OPTIONS"].setdefault("transaction_mode", "IMMEDIATE")
     # Tests use a file, not memory, so worker processes started by a test see the same database.
     _test = DATABASES["default"].get("TEST") or {}
     DATABASES["default"]["TEST"] = {**_test, "NAME": _test.get("NAME") or str(BASE_DIR / "var" / "test-db.sqlite3")}
