@@ -41,6 +41,7 @@ from connectors.api.serializers import (
 from connectors.delivery import outbox
 from connectors.models import Connector, Delivery, DeliveryAttempt, PartnerConfig
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
+from dap.api_filters import FilteredListMixin
 from dap.permissions import ModelPermissionsWithView
 
 
@@ -313,22 +314,18 @@ class PartnerConfigTestViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSe
     ),
     retrieve=extend_schema(summary="One delivery"),
 )
-class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+class DeliveryViewSet(FilteredListMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Delivery.objects.select_related("partner_config").order_by("-id")
     serializer_class = DeliverySerializer
+    filter_serializer_class = DeliveryFilterSerializer
 
     def get_permissions(self):
         if self.action == "replay":
             return [requires("connectors.change_delivery")()]
         return super().get_permissions()
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        if self.action != "list":
-            return queryset
-        filters = DeliveryFilterSerializer(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        return selectors.delivery_filter(queryset, filters.validated_data)
+    def filter_list(self, queryset, filters):
+        return selectors.delivery_filter(queryset, filters)
 
     @extend_schema(
         summary="Replay failed or skipped deliveries, by ids or by filter",
@@ -350,17 +347,13 @@ class DeliveryViewSet(viewsets.ReadOnlyModelViewSet):
     ),
     retrieve=extend_schema(summary="One partner call"),
 )
-class DeliveryAttemptViewSet(viewsets.ReadOnlyModelViewSet):
+class DeliveryAttemptViewSet(FilteredListMixin, viewsets.ReadOnlyModelViewSet):
     queryset = DeliveryAttempt.objects.select_related("partner_config").order_by("-at", "-id")
     serializer_class = DeliveryAttemptSerializer
+    filter_serializer_class = DeliveryAttemptFilterSerializer
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        if self.action != "list":
-            return queryset
-        filters = DeliveryAttemptFilterSerializer(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        return selectors.attempt_filter(queryset, filters.validated_data)
+    def filter_list(self, queryset, filters):
+        return selectors.attempt_filter(queryset, filters)
 
 
 class CookieSyncTokenView(viewsets.ViewSet):

@@ -36,29 +36,31 @@ def stats_increment(counts: Counter[tuple[int, date, str, str]]) -> None:
     buckets = [(cid, day, outcome, code or "", n) for (cid, day, outcome, code), n in counts.items() if n]
     if not buckets:
         return
-    name = table(DailyStat)
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(buckets))
-    sql = (
-        f"INSERT INTO {name} (partner_config_id, day, outcome, partner_error_code, count) VALUES {values} "
-        f"ON CONFLICT (partner_config_id, day, outcome, partner_error_code) "
-        f"DO UPDATE SET count = {name}.count + excluded.count"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [v for bucket in buckets for v in bucket])
+    _upsert_adding(DailyStat, ["partner_config_id", "day", "outcome", "partner_error_code"], ["count"], buckets)
     totals: dict[tuple[int, date], list[int]] = {}
     for cid, day, outcome, _code, n in buckets:
         row = totals.setdefault((cid, day), [0, 0, 0, 0])
         row[CATEGORY_INDEX[OUTCOME_CATEGORY[outcome]]] += n
-    name = table(DailyTotal)
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(totals))
+    _upsert_adding(
+        DailyTotal,
+        ["partner_config_id", "day"],
+        ["added", "removed", "skipped", "errors"],
+        [(cid, day, *row) for (cid, day), row in totals.items()],
+    )
+
+
+def _upsert_adding(model, keys: list[str], counters: list[str], rows: list[tuple]) -> None:
+    """One INSERT … ON CONFLICT (keys) DO UPDATE that adds each row's counters to the stored ones."""
+    name = table(model)
+    columns = [*keys, *counters]
+    row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    updates = ", ".join(f"{c} = {name}.{c} + excluded.{c}" for c in counters)
     sql = (
-        f"INSERT INTO {name} (partner_config_id, day, added, removed, skipped, errors) VALUES {values} "
-        f"ON CONFLICT (partner_config_id, day) DO UPDATE SET added = {name}.added + excluded.added, "
-        f"removed = {name}.removed + excluded.removed, skipped = {name}.skipped + excluded.skipped, "
-        f"errors = {name}.errors + excluded.errors"
+        f"INSERT INTO {name} ({', '.join(columns)}) VALUES {', '.join([row_sql] * len(rows))} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [v for (cid, day), row in totals.items() for v in (cid, day, *row)])
+        cursor.execute(sql, [v for row in rows for v in row])
 
 
 CATEGORY_INDEX = {"added": 0, "removed": 1, "skipped": 2, "errors": 3}

@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
+from dap.api_filters import FilteredListMixin
 from monitoring import selectors
 from monitoring.api.serializers import AlertFilterSerializer, AlertSerializer
 from monitoring.models import Alert
@@ -13,15 +14,17 @@ from monitoring.models import Alert
     ),
     retrieve=extend_schema(summary="One alert"),
 )
-class AlertViewSet(viewsets.ReadOnlyModelViewSet):
+class AlertViewSet(FilteredListMixin, viewsets.ReadOnlyModelViewSet):
     """Read-only: alerts are opened and resolved by the platform (docs/alerts.md)."""
 
     queryset = Alert.objects.all()  # for the model permissions; reads go through the selectors
     serializer_class = AlertSerializer
+    filter_serializer_class = AlertFilterSerializer
 
     def get_queryset(self):
         if self.action != "list":
             return selectors.alert_list({"state": "all"})
-        filters = AlertFilterSerializer(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        return selectors.alert_list(filters.validated_data)
+        return super().get_queryset()
+
+    def filter_list(self, queryset, filters):
+        return selectors.alert_list(filters)
