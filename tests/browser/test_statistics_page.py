@@ -66,6 +66,7 @@ def demo_traffic_with_errors(sandbox) -> Connector:
             profiles.append(profile.pk)
         outbox.audience_members_enqueue(audience_id=connection.audience_id, profile_ids=profiles, action="add")
         drain(config)
+        return profiles
 
     fault(sandbox, scope, fault="partner_error", count=1)
     new_members()
@@ -77,7 +78,10 @@ def demo_traffic_with_errors(sandbox) -> Connector:
     config.refresh_from_db()
     assert config.health == PartnerConfig.Health.CREDENTIALS_INVALID
     services.partner_config_resume(partner_config=config)
-    new_members()  # sending again after the resume
+    leaving = new_members()  # sending again after the resume
+    # Two of them leave the audience: removals (the demo's random activity may have had none for Meta).
+    outbox.audience_members_enqueue(audience_id=connection.audience_id, profile_ids=leaving[:2], action="remove")
+    drain(config)
     outcomes = set(DailyStat.objects.filter(partner_config=config).values_list("outcome", flat=True))
     assert {"added", "removed", *ERROR_CATEGORIES} <= outcomes, outcomes
     return meta
