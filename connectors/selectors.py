@@ -36,21 +36,26 @@ def server_to_server_connectors() -> QuerySet[Connector]:
     return Connector.objects.filter(partner_key__in=[p.key for p in all_partners(kind=Kind.SERVER_TO_SERVER)])
 
 
-def connector_list(*, days: int = 7, search: str = "", status: str = "") -> QuerySet[Connector]:
-    """Server-to-server connectors with their number of configurations and last-`days` totals."""
+def connector_list(*, days: int = 7, search: str = "", status: str = "", totals: bool = True) -> QuerySet[Connector]:
+    """Server-to-server connectors with their number of configurations (and paused ones) and, unless `totals` is
+    false (the page takes them from the overview with its sparklines), last-`days` totals."""
     qs = server_to_server_connectors()
     if search:
         qs = qs.filter(name__icontains=search)
     if status:
         qs = qs.filter(status=status)
-    return qs.annotate(
+    qs = qs.annotate(
         config_count=Count("configs", distinct=True),
         paused_configs=Count("configs", filter=~Q(configs__health=PartnerConfig.Health.OK), distinct=True),
+    ).order_by("name")
+    if not totals:
+        return qs
+    return qs.annotate(
         added_total=_total_sum(days, "added"),
         removed_total=_total_sum(days, "removed"),
         skipped_total=_total_sum(days, "skipped"),
         error_total=_total_sum(days, "errors"),
-    ).order_by("name")
+    )
 
 
 def partner_config_usages(*, config_ids) -> list[Usage]:

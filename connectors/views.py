@@ -41,15 +41,14 @@ def connector_list(request):
     status = request.GET.get("status", "")
     if status not in {"", *Connector.Status.values}:
         status = ""
-    queryset = selectors.connector_list(search=search, status=status)
+    queryset = selectors.connector_list(search=search, status=status, totals=False)
     connectors = list(queryset)
-    overview = selectors.stats_overview(days=7, connectors=queryset)
-    series = {row["id"]: row["series"] for row in overview["connectors"]}
+    overview = {row["id"]: row for row in selectors.stats_overview(days=7, connectors=queryset)["connectors"]}
     return render(
         request,
         "connectors/list.html",
         {
-            "rows": [(c, series.get(c.pk, {})) for c in connectors],
+            "rows": [(c, overview[c.pk]) for c in connectors],
             "alerts": open_alerts(),
             "connectors": connectors,
             "search": search,
