@@ -561,7 +561,8 @@ def _enqueue_select(
                 counts.replaced += cursor.rowcount
     stats_increment(stats)
     if active_ids and counts.pending and settings.DAP_KICK_ON_COMMIT:
-        transaction.on_commit(lambda: outbox.kick(active_ids))
+        per_config = counts.pending // len(active_ids)
+        transaction.on_commit(lambda: outbox.kick(active_ids, rows=per_config))
     return counts
 
 

@@ -22,9 +22,10 @@ def dispatch_config(config_id: int) -> dict:
 
 def dispatch_due() -> int:
     """Schedule (every minute): dispatch every configuration with due work (retries, missed kicks)."""
-    ids = dispatcher.due_config_ids()
-    outbox.kick(ids)
-    return len(ids)
+    due = dispatcher.due_counts()
+    for config_id, rows in due.items():
+        outbox.kick([config_id], rows=rows)
+    return len(due)
 
 
 def prune() -> dict:

@@ -46,6 +46,9 @@ DAP_DISPATCH_BUDGET_SECONDS = env.float("DAP_DISPATCH_BUDGET_SECONDS", default=5
 DAP_LEASE_SECONDS = env.float("DAP_LEASE_SECONDS", default=120.0)
 # A configuration's outbox is split into this many shards (by profile id) that workers lease independently.
 DAP_DISPATCH_SHARDS = env.int("DAP_DISPATCH_SHARDS", default=4)
+# A change of this many rows (or more due at the minute's schedule) queues one more dispatch task for the
+# configuration, up to DAP_DISPATCH_SHARDS: several workers, on any number of machines, share a busy configuration.
+DAP_KICK_ROWS_PER_TASK = env.int("DAP_KICK_ROWS_PER_TASK", default=2000)
 # Concurrent requests per configuration for one-request-per-profile partners (webhook).
 DAP_HTTP_CONCURRENCY = env.int("DAP_HTTP_CONCURRENCY", default=32)
 # Partner quotas (token buckets per configuration, shared through Redis when REDIS_URL is set): a call waits at most
@@ -218,6 +221,21 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# Django's cache holds the API rate-limit counters (dap/throttling.py): Redis when REDIS_URL is set, so every web
+# process shares them; else each process's own memory.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "dap-cache",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "dap"}}
+# Profile ingestion API (POST /api/v1/profiles/bulk/): calls per user, "<n>/<s|min|hour|day>"; empty: no limit.
+DAP_PROFILE_INGEST_RATE = env.str("DAP_PROFILE_INGEST_RATE", default="120/min")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

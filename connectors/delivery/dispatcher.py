@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from audiences.models import AudienceConnection
@@ -563,13 +563,19 @@ def _pause(config: PartnerConfig, health: str, acc: _Outcomes) -> None:
     )  # fmt: skip
 
 
-def due_config_ids() -> list[int]:
-    """Configurations with due work that may send now (active connector, healthy)."""
-    return list(
+def due_counts() -> dict[int, int]:
+    """Configurations with due work that may send now (active connector, healthy), with how many changes are due."""
+    return dict(
         Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=timezone.now())
         .filter(
             partner_config__connector__status=Connector.Status.ACTIVE, partner_config__health=PartnerConfig.Health.OK
         )
-        .values_list("partner_config_id", flat=True)
-        .distinct()
+        .values_list("partner_config_id")
+        .annotate(n=Count("id"))
+        .order_by()
     )
+
+
+def due_config_ids() -> list[int]:
+    """Configurations with due work that may send now (active connector, healthy)."""
+    return sorted(due_counts())

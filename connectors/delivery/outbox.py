@@ -96,7 +96,7 @@ def deliveries_enqueue(
             result.replaced = _replace_older(active_ids, max_before, profile_ids, audience_id, journey_id)
         stats_increment(stats)
         if active_ids and settings.DAP_KICK_ON_COMMIT:
-            transaction.on_commit(lambda: kick(active_ids))
+            transaction.on_commit(lambda: kick(active_ids, rows=len(profile_ids)))
     return result
 
 
@@ -187,12 +187,22 @@ def connector_resync(*, connector: Connector, since=None) -> int:
     return total
 
 
-def kick(config_ids: Iterable[int]) -> None:
-    """Ask the workers to dispatch these configurations now (the schedule catches anything missed)."""
+def kick(config_ids: Iterable[int], *, rows: int = 0) -> None:
+    """Ask the workers to dispatch these configurations now (the schedule catches anything missed). A large change
+    (`rows` per configuration) queues one task per DAP_KICK_ROWS_PER_TASK rows, up to the number of shards, so
+    that several workers — on any number of machines — share a busy configuration, each holding its own shard; a
+    task that finds every shard held returns at once."""
     from django_q.tasks import async_task
 
+    tasks = fan_out(rows)
     for config_id in sorted(set(config_ids)):
-        async_task("connectors.tasks.dispatch_config", config_id, task_name=f"dispatch-{config_id}", save=False)
+        for _ in range(tasks):
+            async_task("connectors.tasks.dispatch_config", config_id, task_name=f"dispatch-{config_id}", save=False)
+
+
+def fan_out(rows: int) -> int:
+    """How many dispatch tasks `rows` due changes of one configuration are worth (1 to DAP_DISPATCH_SHARDS)."""
+    return max(1, min(settings.DAP_DISPATCH_SHARDS, rows // max(1, settings.DAP_KICK_ROWS_PER_TASK)))
 
 
 REPLAYABLE = (Delivery.Status.FAILED, Delivery.Status.SKIPPED)

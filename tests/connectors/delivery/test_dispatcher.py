@@ -296,7 +296,7 @@ def test_a_client_crash_loses_nothing(fake_client):
 def test_on_commit_kick(settings, django_capture_on_commit_callbacks, monkeypatch):
     settings.DAP_KICK_ON_COMMIT = True
     kicked = []
-    monkeypatch.setattr(outbox, "kick", lambda ids: kicked.append(sorted(ids)))
+    monkeypatch.setattr(outbox, "kick", lambda ids, rows=0: kicked.append(sorted(ids)))
     config = PartnerConfigFactory()
     with django_capture_on_commit_callbacks(execute=True):
         enqueue(config, make_profiles(2))
@@ -339,7 +339,7 @@ def test_dispatch_due_kicks_configs_with_due_work(monkeypatch):
     from connectors import tasks
 
     kicked = []
-    monkeypatch.setattr(outbox, "kick", lambda ids: kicked.extend(ids))
+    monkeypatch.setattr(outbox, "kick", lambda ids, rows=0: kicked.extend(ids))
     config = PartnerConfigFactory()
     idle = PartnerConfigFactory()
     enqueue(config, make_profiles(1))
@@ -432,3 +432,31 @@ def test_a_journey_step_sends_its_partner_audience_id(fake_client):
     assert dispatcher.dispatch_config(config.pk).outcomes == {Outcome.ADDED: 1}
     [(_, [item])] = fake_client.calls
     assert item.partner_audience_id == "journey-seg"
+
+
+def test_a_large_change_fans_out_to_one_task_per_shard_and_small_ones_to_one(settings, monkeypatch):
+    """Several workers share a busy configuration: the kick queues one dispatch task per DAP_KICK_ROWS_PER_TASK
+    rows, at most one per shard; the minute's schedule does the same from what is due."""
+    from connectors import tasks
+    from connectors.delivery import outbox
+
+    queued = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, config_id, **kw: queued.append(config_id))
+    settings.DAP_DISPATCH_SHARDS = 4
+    settings.DAP_KICK_ROWS_PER_TASK = 100
+    outbox.kick([7], rows=10)
+    assert queued == [7]
+    queued.clear()
+    outbox.kick([7, 8], rows=250)
+    assert queued == [7, 7, 8, 8]
+    queued.clear()
+    outbox.kick([7], rows=100_000)
+    assert queued == [7, 7, 7, 7]
+    queued.clear()
+    config = PartnerConfigFactory()
+    other = PartnerConfigFactory()
+    enqueue(config, make_profiles(350))
+    enqueue(other, make_profiles(20, prefix="q"))
+    queued.clear()
+    assert tasks.dispatch_due() == 2
+    assert sorted(queued) == sorted([config.pk] * 3 + [other.pk])
