@@ -110,34 +110,9 @@ class Command(BaseCommand):
                 time.sleep(0.1)
         raise CommandError(f"The partner sandbox did not answer at {url}")
 
-    def _setup(self, spec, run: str, n: int, sandbox_url: str):
-        connector = services.connector_create(
-            partner_key=spec["partner_key"],
-            name=f"bench {run}",
-            settings=spec["settings"],
-            base_url_override=f"{sandbox_url}/c/bench",
-        )
-        config = connector.configs.get()
-        audience = Audience.objects.create(name=f"bench {run}")
-        AudienceConnection.objects.create(
-            audience=audience, partner_config=config, partner_audience_id=spec["partner_audience_id"]
-        )
-        now = timezone.now()
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT COALESCE(MAX(id), 0) FROM audiences_profile")
-            first = cursor.fetchone()[0] + 1
-            ids = list(range(first, first + n))
-            bulk_insert(Profile, ["id", "external_id", "attributes", "consent_ads", "created_at", "updated_at"],
-                        ((i, f"bench-{run}-{i}", "{}", True, now, now) for i in ids))  # fmt: skip
-            if is_postgres():
-                cursor.execute("SELECT setval(pg_get_serial_sequence('audiences_profile', 'id'), %s)", [ids[-1]])
-            value = (lambda i: f"bench{run}.{i}@example.com") if spec["slot"] == "email" else (lambda i: f"c-{run}-{i}")
-            bulk_insert(ProfileIdentifier, ["profile_id", "slot", "value"], ((i, spec["slot"], value(i)) for i in ids))
-        return connector, config, audience, ids
-
     def _run(self, spec, partner: str, n: int, sandbox_url: str, keep: bool) -> dict:
         run = uuid.uuid4().hex[:8]
-        connector, config, audience, ids = self._setup(spec, run, n, sandbox_url)
+        connector, config, audience, ids = bench_setup(spec, run, n, f"{sandbox_url}/c/bench")
         if is_postgres():
             # Start from a vacuumed outbox, as autovacuum keeps it in production (earlier runs leave dead rows that
             # the next run would otherwise walk; the table's autovacuum thresholds are set by migration 0006).
@@ -162,7 +137,7 @@ class Command(BaseCommand):
             stats = requests.get(f"{sandbox_url}/_sandbox/stats", timeout=5).json().get("bench", {})
         finally:
             if not keep:
-                self._cleanup(connector, audience, ids)
+                bench_cleanup(connector, audience, ids)
         delivery_seconds = seconds - (members - start)
         return {
             "partner": partner,
@@ -219,21 +194,49 @@ class Command(BaseCommand):
             proc.join()
         return latencies, dict(outcomes), dict(phases), calls
 
-    def _cleanup(self, connector: Connector, audience: Audience, ids: list[int]) -> None:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM connectors_delivery WHERE partner_config_id IN "
-                "(SELECT id FROM connectors_partnerconfig WHERE connector_id = %s)",
-                [connector.pk],
-            )
-            cursor.execute("DELETE FROM audiences_audiencemembership WHERE audience_id = %s", [audience.pk])
-            cursor.execute(
-                "DELETE FROM audiences_profileidentifier WHERE profile_id BETWEEN %s AND %s", [ids[0], ids[-1]]
-            )
-            AudienceConnection.objects.filter(audience=audience).delete()
-            audience.delete()
-            connector.delete()
-            cursor.execute("DELETE FROM audiences_profile WHERE id BETWEEN %s AND %s", [ids[0], ids[-1]])
+
+def bench_setup(spec: dict, run: str, n: int, base_url: str):
+    """A connector of the partner in `spec` sending to `base_url`, an audience connected to it and `n` new profiles
+    with the partner's identifier (bulk SQL). Returns (connector, config, audience, profile ids)."""
+    connector = services.connector_create(
+        partner_key=spec["partner_key"],
+        name=f"bench {run}",
+        settings=spec["settings"],
+        base_url_override=base_url,
+    )
+    config = connector.configs.get()
+    audience = Audience.objects.create(name=f"bench {run}")
+    AudienceConnection.objects.create(
+        audience=audience, partner_config=config, partner_audience_id=spec["partner_audience_id"]
+    )
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM audiences_profile")
+        first = cursor.fetchone()[0] + 1
+        ids = list(range(first, first + n))
+        bulk_insert(Profile, ["id", "external_id", "attributes", "consent_ads", "created_at", "updated_at"],
+                    ((i, f"bench-{run}-{i}", "{}", True, now, now) for i in ids))  # fmt: skip
+        if is_postgres():
+            cursor.execute("SELECT setval(pg_get_serial_sequence('audiences_profile', 'id'), %s)", [ids[-1]])
+        value = (lambda i: f"bench{run}.{i}@example.com") if spec["slot"] == "email" else (lambda i: f"c-{run}-{i}")
+        bulk_insert(ProfileIdentifier, ["profile_id", "slot", "value"], ((i, spec["slot"], value(i)) for i in ids))
+    return connector, config, audience, ids
+
+
+def bench_cleanup(connector: Connector, audience: Audience, ids: list[int]) -> None:
+    """Remove what bench_setup made and everything queued for it."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM connectors_delivery WHERE partner_config_id IN "
+            "(SELECT id FROM connectors_partnerconfig WHERE connector_id = %s)",
+            [connector.pk],
+        )
+        cursor.execute("DELETE FROM audiences_audiencemembership WHERE audience_id = %s", [audience.pk])
+        cursor.execute("DELETE FROM audiences_profileidentifier WHERE profile_id BETWEEN %s AND %s", [ids[0], ids[-1]])
+        AudienceConnection.objects.filter(audience=audience).delete()
+        audience.delete()
+        connector.delete()
+        cursor.execute("DELETE FROM audiences_profile WHERE id BETWEEN %s AND %s", [ids[0], ids[-1]])
 
 
 def _drain_worker(config_id: int, pipe) -> None:

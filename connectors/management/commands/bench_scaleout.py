@@ -18,15 +18,20 @@ from pathlib import Path
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from audiences.models import Audience, AudienceConnection, AudienceMembership, Profile, ProfileIdentifier
-from connectors import services
+from audiences.models import AudienceMembership
 from connectors.delivery import outbox
-from connectors.delivery.sql import bulk_insert, insert_select_ids, is_postgres
-from connectors.management.commands.bench_delivery import WEBHOOK_SECRET, free_port
+from connectors.delivery.sql import insert_select_ids, is_postgres
+from connectors.management.commands.bench_delivery import (
+    PARTNERS,
+    WEBHOOK_SECRET,
+    bench_cleanup,
+    bench_setup,
+    free_port,
+)
 from connectors.models import DailyStat, Delivery, DeliveryAttempt
 
 SCOPE = "bench-scale"
@@ -101,7 +106,7 @@ class Command(BaseCommand):
                 json={"scope": SCOPE, "fault": "slow", "delay_s": latency_ms / 1000},
                 timeout=5,
             ).raise_for_status()
-        connector, config, audience, ids = self._setup(run, n, sandbox_url)
+        connector, config, audience, ids = bench_setup(PARTNERS["webhook"], run, n, f"{sandbox_url}/c/{SCOPE}")
         procs = self._start_clusters(clusters, workers)
         try:
             start = time.monotonic()
@@ -128,7 +133,7 @@ class Command(BaseCommand):
             attempts = DeliveryAttempt.objects.filter(partner_config=config).aggregate(retried=Sum("retry_count"))
             failed = Delivery.objects.filter(partner_config=config, status=Delivery.Status.FAILED).count()
         finally:
-            self._cleanup(connector, audience, ids)
+            bench_cleanup(connector, audience, ids)
         received, unique = stats["requests"], stats["unique_ids"]
         return {
             "clusters": clusters,
@@ -144,29 +149,6 @@ class Command(BaseCommand):
             "failed": failed,
             "double_send_beyond_retries": max(0, received - unique - (attempts["retried"] or 0)),
         }
-
-    def _setup(self, run: str, n: int, sandbox_url: str):
-        connector = services.connector_create(
-            partner_key="webhook",
-            name=f"bench scale-out {run}",
-            settings={"endpoint_url": "http://127.0.0.1/webhook/bench", "signing_secret": WEBHOOK_SECRET},
-            base_url_override=f"{sandbox_url}/c/{SCOPE}",
-        )
-        config = connector.configs.get()
-        audience = Audience.objects.create(name=f"bench scale-out {run}")
-        AudienceConnection.objects.create(audience=audience, partner_config=config, partner_audience_id="bench")
-        now = timezone.now()
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT COALESCE(MAX(id), 0) FROM audiences_profile")
-            first = cursor.fetchone()[0] + 1
-            ids = list(range(first, first + n))
-            bulk_insert(Profile, ["id", "external_id", "attributes", "consent_ads", "created_at", "updated_at"],
-                        ((i, f"scale-{run}-{i}", "{}", True, now, now) for i in ids))  # fmt: skip
-            cursor.execute("SELECT setval(pg_get_serial_sequence('audiences_profile', 'id'), %s)", [ids[-1]])
-            bulk_insert(
-                ProfileIdentifier, ["profile_id", "slot", "value"], ((i, "customer_id", f"c-{run}-{i}") for i in ids)
-            )
-        return connector, config, audience, ids
 
     def _start_clusters(self, clusters: int, workers: int) -> list[subprocess.Popen]:
         env = {**os.environ, "DAP_Q_WORKERS": str(workers)}
@@ -207,19 +189,3 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
-
-    def _cleanup(self, connector, audience, ids: list[int]) -> None:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM connectors_delivery WHERE partner_config_id IN "
-                "(SELECT id FROM connectors_partnerconfig WHERE connector_id = %s)",
-                [connector.pk],
-            )
-            cursor.execute("DELETE FROM audiences_audiencemembership WHERE audience_id = %s", [audience.pk])
-            cursor.execute(
-                "DELETE FROM audiences_profileidentifier WHERE profile_id BETWEEN %s AND %s", [ids[0], ids[-1]]
-            )
-            AudienceConnection.objects.filter(audience=audience).delete()
-            audience.delete()
-            connector.delete()
-            cursor.execute("DELETE FROM audiences_profile WHERE id BETWEEN %s AND %s", [ids[0], ids[-1]])
