@@ -191,13 +191,22 @@ def kick(config_ids: Iterable[int], *, rows: int = 0) -> None:
     """Ask the workers to dispatch these configurations now (the schedule catches anything missed). A large change
     (`rows` per configuration) queues one task per DAP_KICK_ROWS_PER_TASK rows, up to the number of shards, so
     that several workers — on any number of machines — share a busy configuration, each holding its own shard; a
-    task that finds every shard held returns at once."""
+    task that finds every shard held returns at once.
+
+    Best effort: it runs after the producer's commit, so a broker that is down (Redis restarting) must not fail a
+    producer whose changes are already safe in the outbox; the schedule dispatches them within a minute."""
     from django_q.tasks import async_task
 
     tasks = fan_out(rows)
-    for config_id in sorted(set(config_ids)):
-        for _ in range(tasks):
-            async_task("connectors.tasks.dispatch_config", config_id, task_name=f"dispatch-{config_id}", save=False)
+    try:
+        for config_id in sorted(set(config_ids)):
+            for _ in range(tasks):
+                async_task("connectors.tasks.dispatch_config", config_id, task_name=f"dispatch-{config_id}", save=False)
+    except Exception as exc:
+        logger.warning(
+            "could not kick the dispatcher (%s); the schedule will dispatch the committed changes", exc,
+            extra={"config_ids": sorted(set(config_ids))},
+        )  # fmt: skip
 
 
 def fan_out(rows: int) -> int:

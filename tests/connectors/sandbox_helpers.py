@@ -5,8 +5,26 @@ from __future__ import annotations
 
 import requests
 
+from audiences.models import Audience, AudienceConnection
+from connectors import services
 from connectors.delivery import dispatcher, outbox
 from connectors.models import DailyStat
+from tests.factories import VALID_SETTINGS
+
+
+def connect(partner_key: str, sandbox, scope: str, partner_audience_id: str, **settings_override):
+    """A connector of `partner_key` whose configuration sends to the sandbox under `scope`, and an audience connected
+    to it: (config, audience)."""
+    connector = services.connector_create(
+        partner_key=partner_key,
+        name=f"{partner_key} {scope}",
+        settings={**VALID_SETTINGS[partner_key], **settings_override},
+        base_url_override=f"{sandbox.url}/c/{scope}",
+    )
+    config = connector.configs.get()
+    audience = Audience.objects.create(name=f"audience {scope}")
+    AudienceConnection.objects.create(audience=audience, partner_config=config, partner_audience_id=partner_audience_id)
+    return config, audience
 
 
 def stats(config) -> dict[tuple[str, str], int]:

@@ -1,29 +1,20 @@
-"""End to end through the local partner sandbox: real clients, real HTTP on loopback, real dispatcher."""
+"""End to end through the local partner sandbox: real clients, real HTTP on loopback, real dispatcher. Worker processes
+killed, databases and Redis dropped, storms and parallel workers: the fault suite, test_faults.py."""
 
-import os
-import random
-import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import requests
-from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
-from audiences.models import Audience, AudienceConnection
 from connectors import services
 from connectors.delivery import dispatcher
-from connectors.models import DailyStat, Delivery, DeliveryAttempt, DispatchLease, PartnerConfig
+from connectors.models import Delivery, DeliveryAttempt, PartnerConfig
 from tests.connectors.delivery.conftest import make_profiles
-from tests.connectors.sandbox_helpers import drain, enter, fault, sandbox_stats, stats
-from tests.factories import VALID_SETTINGS, WEBHOOK_SECRET
+from tests.connectors.sandbox_helpers import connect, drain, enter, fault, sandbox_stats, stats
+from tests.factories import WEBHOOK_SECRET
 
-ROOT = Path(settings.BASE_DIR)
 META_AUDIENCE = "23850000000001"
 
 
@@ -32,19 +23,6 @@ def fresh_clients():
     dispatcher._clients.clear()
     yield
     dispatcher._clients.clear()
-
-
-def connect(partner_key, sandbox, scope, partner_audience_id, **settings_override):
-    connector = services.connector_create(
-        partner_key=partner_key,
-        name=f"{partner_key} {scope}",
-        settings={**VALID_SETTINGS[partner_key], **settings_override},
-        base_url_override=f"{sandbox.url}/c/{scope}",
-    )
-    config = connector.configs.get()
-    audience = Audience.objects.create(name=f"audience {scope}")
-    AudienceConnection.objects.create(audience=audience, partner_config=config, partner_audience_id=partner_audience_id)
-    return config, audience
 
 
 @pytest.mark.django_db
@@ -171,88 +149,3 @@ def test_a_deactivated_connector_sends_nothing(sandbox):
     services.connector_activate(connector=config.connector)  # re-sync of the current members
     drain(config)
     assert sandbox_stats(sandbox, "off")["meta"]["rows_added"] == 3
-
-
-# --- worker processes ---------------------------------------------------------------------------------------------
-def worker_env() -> dict:
-    s = connection.settings_dict
-    if connection.vendor == "postgresql":
-        auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-        url = f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-    else:
-        url = f"sqlite:///{s['NAME']}"
-    return {**os.environ, "DATABASE_URL": url, "DAP_KICK_ON_COMMIT": "false", "DAP_LOG_LEVEL": "WARNING"}
-
-
-def start_worker(*args) -> subprocess.Popen:
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, str(ROOT / "manage.py"), "dispatch", *args],
-        env=worker_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-@pytest.mark.django_db(transaction=True)
-def test_nothing_is_lost_when_a_worker_is_killed_mid_batch(sandbox):
-    config, audience = connect("meta_custom_audiences", sandbox, "kill", META_AUDIENCE)
-    fault(sandbox, "kill", fault="slow", delay_s=4, count=1)  # the first call stalls: kill the worker during it
-    enter(audience, make_profiles(50, slot="email"))
-    worker = start_worker("--config", str(config.pk))
-    deadline = time.monotonic() + 20
-    while not DispatchLease.objects.filter(partner_config=config).exclude(owner="").exists():
-        assert time.monotonic() < deadline, worker.stderr.read().decode() if worker.poll() is not None else "no lease"
-        time.sleep(0.05)
-    time.sleep(0.5)  # the worker holds its claim and waits for the partner
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(timeout=10)
-    assert Delivery.objects.filter(partner_config=config, status="pending").count() == 50
-    assert not DailyStat.objects.filter(partner_config=config).exists()
-
-    # After restart (the dead worker's lease has expired) everything is delivered.
-    DispatchLease.objects.filter(partner_config=config).update(until=timezone.now() - timedelta(seconds=1))
-    drain(config)
-    assert not Delivery.objects.filter(partner_config=config).exists()
-    assert stats(config) == {("added", ""): 50}
-
-
-@pytest.mark.django_db(transaction=True)
-def test_each_profiles_order_holds_with_two_worker_processes(sandbox):
-    if connection.vendor != "postgresql":
-        pytest.skip("two concurrent worker processes are exercised on PostgreSQL (the production database)")
-    configs = []
-    for scope in ("order-a", "order-b"):
-        config, audience = connect("webhook", sandbox, scope, "crm", endpoint_url=f"https://r.example/webhook/{scope}")
-        configs.append((scope, config, audience))
-    profiles = make_profiles(60)
-    expected: dict[tuple[str, int], list[str]] = {}
-    workers = [start_worker("--loop", "25") for _ in range(2)]
-    try:
-        rng = random.Random(7)
-        for round_ in range(8):
-            action = "add" if round_ % 2 == 0 else "remove"
-            for scope, _config, audience in configs:
-                chosen = rng.sample(profiles, 30)
-                enter(audience, chosen, action)
-                for p in chosen:
-                    expected.setdefault((scope, p.pk), []).append(f"profile.{action}ed".replace("removeed", "removed"))
-            time.sleep(0.15)
-        deadline = time.monotonic() + 20
-        while Delivery.objects.filter(status="pending").exists():
-            assert time.monotonic() < deadline, "the workers did not drain the outbox"
-            time.sleep(0.1)
-    finally:
-        for worker in workers:
-            worker.terminate()
-            worker.wait(timeout=10)
-    assert not Delivery.objects.exclude(status="pending").exists()  # nothing failed or skipped
-    for scope, _config, _audience in configs:
-        received = requests.get(f"{sandbox.url}/_sandbox/profiles?scope={scope}", timeout=5).json()["webhook"]
-        for (s, profile_id), actions in expected.items():
-            if s != scope:
-                continue
-            history = received["history"][str(profile_id)]
-            assert history[-1] == actions[-1], (scope, profile_id, history, actions)
-            # What arrived is the enqueued sequence with superseded changes left out: never out of order.
-            it = iter(actions)
-            assert all(any(kind == a for a in it) for kind in history), (scope, profile_id, history, actions)
