@@ -58,6 +58,8 @@ EXTERNAL_ID_MAX_LENGTH = Profile._meta.get_field("external_id").max_length
 IDENTIFIER_MAX_LENGTH = ProfileIdentifier._meta.get_field("value").max_length
 # The JSON of one profile's attributes, once merged, stays below this (keeps rows and rule evaluation cheap).
 MAX_ATTRIBUTES_BYTES = 64 * 1024
+# PostgreSQL stores no U+0000 in text or jsonb: refused in any attribute text or key, on every database alike.
+NULL_CHARACTER_MESSAGE = "Null characters are not allowed."
 # Nesting of lists/objects inside one attribute value.
 MAX_VALUE_DEPTH = 8
 ROW_FIELDS = ("external_id", "attributes", "identifiers", "consent_ads")
@@ -130,7 +132,9 @@ class _Row:
 
 
 def _json_value_problem(value: Any, depth: int = 0) -> str:
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        return NULL_CHARACTER_MESSAGE if "\x00" in value else ""
+    if value is None or isinstance(value, bool | int):
         return ""
     if isinstance(value, float):
         return "" if math.isfinite(value) else "Numbers must be finite (no NaN or Infinity)."
@@ -146,6 +150,8 @@ def _json_value_problem(value: Any, depth: int = 0) -> str:
         for key, item in value.items():
             if not isinstance(key, str):
                 return "Object keys must be text."
+            if "\x00" in key:
+                return NULL_CHARACTER_MESSAGE
             problem = _json_value_problem(item, depth + 1)
             if problem:
                 return problem

@@ -30,6 +30,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
+from dap.service_helpers import MAX_INT64, MIN_INT64
+
 OPERATORS = ("equals", "not_equals", "in", "contains", "gt", "gte", "lt", "lte", "exists", "within_days")
 GROUPS = ("all", "any")
 MAX_DEPTH = 6
@@ -38,10 +40,16 @@ MAX_IN_VALUES = 1000
 # Attribute names are JSON keys; "__" would be read as a lookup by the ORM, so it is refused.
 ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 SCALAR = (str, int, float, bool)
+OUT_OF_RANGE = f"whole numbers from {MIN_INT64} to {MAX_INT64}"
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _out_of_range(value: Any) -> bool:
+    """A whole number the database cannot compare (SQLite refuses integers beyond 64 bits)."""
+    return isinstance(value, int) and not isinstance(value, bool) and not MIN_INT64 <= value <= MAX_INT64
 
 
 def validate_rule(rule: Any) -> dict:
@@ -101,6 +109,9 @@ def _check_node(node: Any, where: str, depth: int, problems: list[str], count: l
 
 
 def _value_problem(op: str, value: Any, given: bool) -> str:
+    in_range = not (_out_of_range(value) or (isinstance(value, list) and any(_out_of_range(v) for v in value)))
+    if op not in ("exists", "within_days") and not in_range:
+        return OUT_OF_RANGE
     if op == "exists":
         return "" if isinstance(value, bool) or not given else "true or false"
     if not given:

@@ -20,6 +20,7 @@ from django.core import signing
 from django.db import transaction
 
 from audiences.models import Profile, ProfileIdentifier
+from audiences.profiles import normalize_identifier
 from connectors.partners.base import Partner
 from connectors.partners.registry import REGISTRY
 
@@ -83,10 +84,15 @@ def cookie_sync_record(*, partner_key: str, params: dict[str, list[str]]) -> Syn
         if len(values) != 1 or not values[0]:
             raise SyncRefused(f"Parameter {name!r} is required once.")
     partner_id = params[partner.sync_param][0]
+    slot = partner.identifier_slots[0]
     if not re.fullmatch(partner.sync_id_pattern, partner_id) or partner_id in partner.sync_id_refused:
         raise SyncRefused(f"{partner.sync_param!r} is not a {partner.name} user id.")
+    try:
+        # The slot's own rules too, as for the profile API (a Xandr uid is 1 to 2^64-1: "00" or 20 nines are not).
+        partner_id = normalize_identifier(slot, partner_id)
+    except ValueError:
+        raise SyncRefused(f"{partner.sync_param!r} is not a {partner.name} user id.") from None
     profile_id = _profile_id(params[TOKEN_PARAM][0])
-    slot = partner.identifier_slots[0]
     with transaction.atomic():
         profile = Profile.objects.select_for_update().filter(pk=profile_id).first()
         if profile is None:

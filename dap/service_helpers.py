@@ -7,6 +7,15 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 NAME_MAX_LENGTH = 200
+# The range of a 64-bit integer column (ids, and whole numbers the database compares): beyond it the database driver
+# refuses the value (SQLite: OverflowError; PostgreSQL: out of range) instead of finding no row.
+MIN_INT64, MAX_INT64 = -(2**63), 2**63 - 1
+MAX_ID = MAX_INT64
+
+
+def is_id(value: Any) -> bool:
+    """Whether `value` (decoded JSON) can be an object id: a whole number from 1 to MAX_ID."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
 
 
 def merge_errors(*errors: ValidationError) -> ValidationError:

@@ -6,6 +6,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from connectors import views as connector_views
 
+handler404 = "dap.exceptions.page_not_found"
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="connectors:list", permanent=False)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

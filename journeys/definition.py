@@ -29,6 +29,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from audiences.rules import ATTRIBUTE, validate_rule
+from dap.service_helpers import is_id
 
 MAX_STEPS = 200
 KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:?-]{0,63}")
@@ -165,7 +166,7 @@ def validate_steps(definition: Any) -> dict:
         else:
             seen.add(key)
         kind = step.get("type")
-        if kind not in ALLOWED:
+        if not isinstance(kind, str) or kind not in ALLOWED:
             problems.append(f"{where}: type must be one of {', '.join(TYPES)}")
             continue
         extra = sorted(set(step) - ALLOWED[kind])
@@ -200,7 +201,7 @@ def _check_entry(step, where, problems, config_ids, audience_ids) -> None:
         return
     if has_audience:
         value = step["audience_id"]
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if not is_id(value):
             problems.append(f"{where}: audience_id is the id of an audience")
         else:
             audience_ids.setdefault(value, []).append(where)
@@ -223,10 +224,11 @@ def _check_wait(step, where, problems, config_ids, audience_ids) -> None:
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in duration.values()):
         problems.append(f"{where}: duration amounts are whole numbers, 0 or more")
         return
-    total = wait_duration(step)
-    if total <= timedelta(0):
+    # In whole seconds first: a timedelta of a huge amount would overflow.
+    total = sum(DURATION_UNITS[unit] * n for unit, n in duration.items())
+    if total <= 0:
         problems.append(f"{where}: a wait lasts at least one second")
-    elif total > MAX_WAIT:
+    elif total > MAX_WAIT.total_seconds():
         problems.append(f"{where}: a wait lasts at most {MAX_WAIT.days} days")
 
 
@@ -242,7 +244,7 @@ def _check_condition(step, where, problems, config_ids, audience_ids) -> None:
 
 def _check_activate(step, where, problems, config_ids, audience_ids) -> None:
     config_id = step.get("partner_config_id")
-    if not isinstance(config_id, int) or isinstance(config_id, bool) or config_id <= 0:
+    if not is_id(config_id):
         problems.append(f"{where}: partner_config_id is required (the id of a connector configuration)")
     else:
         config_ids.setdefault(config_id, []).append(where)

@@ -18,6 +18,8 @@ from audiences import selectors, services
 from audiences.models import Audience, AudienceConnection, AudienceMembership, AudienceMembershipChange
 from connectors.api.views import requires
 from connectors.identifiers import Slot
+from dap.api_input import IdField, JSONField
+from dap.openapi import refused
 
 # --- serializers (shapes only; the rules live in audiences.services and the partner descriptors) --------------------
 
@@ -79,17 +81,29 @@ RULE_HELP = (
 )
 
 
+class AudienceFilterSerializer(serializers.Serializer):
+    """The audience list's query parameters (text with a null character, or an unknown kind, is a 400)."""
+
+    search = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    kind = serializers.ChoiceField(
+        choices=Audience.Kind.choices,
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid_choice": f"Choose one of: {', '.join(Audience.Kind.values)}."},
+    )
+
+
 class AudienceCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     kind = serializers.ChoiceField(choices=Audience.Kind.choices, default=Audience.Kind.RULE_BASED)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
-    rule = serializers.JSONField(required=False, allow_null=True, help_text=RULE_HELP)
+    rule = JSONField(required=False, allow_null=True, help_text=RULE_HELP)
 
 
 class AudienceUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
-    rule = serializers.JSONField(required=False, allow_null=True, help_text=RULE_HELP + " The kind never changes.")
+    rule = JSONField(required=False, allow_null=True, help_text=RULE_HELP + " The kind never changes.")
 
 
 class OutboxCountsSerializer(serializers.Serializer):
@@ -217,7 +231,7 @@ class ConnectionCreatedSerializer(ConnectionSerializer):
 
 
 class ConnectionWriteSerializer(serializers.Serializer):
-    partner_config = serializers.IntegerField(help_text="A configuration of a connector whose partner takes audiences.")
+    partner_config = IdField(help_text="A configuration of a connector whose partner takes audiences.")
     partner_audience_id = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -281,18 +295,19 @@ REMOVE_MEMBERS = OpenApiParameter(
         summary="Edit an audience (a new rule is refreshed at once)", request=AudienceUpdateSerializer
     ),
     partial_update=extend_schema(summary="Edit an audience", request=AudienceUpdateSerializer),
-    destroy=extend_schema(summary="Delete an audience (refused while it is connected)", responses={204: None}),
+    destroy=extend_schema(
+        summary="Delete an audience (refused while it is connected)",
+        responses={204: None, 400: refused("The audience is still connected: delete its connections first.")},
+    ),
 )
 class AudienceViewSet(viewsets.ModelViewSet):
     serializer_class = AudienceSerializer
 
     def get_queryset(self):
         if self.action == "list":
-            params = self.request.query_params
-            kind = params.get("kind", "")
-            if kind and kind not in Audience.Kind.values:
-                raise ValidationError({"kind": [f"Choose one of: {', '.join(Audience.Kind.values)}."]})
-            return selectors.audience_list(search=params.get("search", ""), kind=kind)
+            filters = AudienceFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            return selectors.audience_list(**filters.validated_data)
         return selectors.audience_list()
 
     def get_permissions(self):
@@ -331,7 +346,7 @@ class AudienceViewSet(viewsets.ModelViewSet):
     @extend_schema(
         summary="Refresh now: compute the members and queue an add per enter and a remove per exit",
         request=None,
-        responses=RefreshResultSerializer,
+        responses={200: RefreshResultSerializer, 400: refused("The audience has no rule yet.")},
     )
     @action(detail=True, methods=["post"])
     def refresh(self, request, pk=None):

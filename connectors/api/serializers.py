@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from connectors.models import Connector, Delivery, DeliveryAttempt, Outcome, PartnerConfig
 from connectors.statistics import STATS_PERIODS
+from dap.api_input import IdField, storable_json
 
 
 class SecretStateSerializer(serializers.Serializer):
@@ -88,6 +89,7 @@ class PartnerConfigWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     settings = serializers.DictField(
         required=False,
+        validators=[storable_json],
         help_text="Settings per the partner's schema (GET /api/v1/partners/{key}/). "
         "Secrets are write-only; leave one out or empty to keep the stored value.",
     )
@@ -108,7 +110,7 @@ class Stats7dSerializer(serializers.Serializer):
 class ConnectorSerializer(serializers.ModelSerializer):
     partner = serializers.CharField(source="partner_key")
     partner_name = serializers.CharField()
-    status_changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    status_changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     config_count = serializers.SerializerMethodField()
     last_7_days = serializers.SerializerMethodField()
 
@@ -132,7 +134,7 @@ class ConnectorSerializer(serializers.ModelSerializer):
     def get_config_count(self, obj) -> int:
         return obj.config_count if hasattr(obj, "config_count") else obj.configs.count()
 
-    @extend_schema_field(Stats7dSerializer)
+    @extend_schema_field(Stats7dSerializer(allow_null=True, help_text="In lists; null on a single connector."))
     def get_last_7_days(self, obj) -> dict | None:
         if not hasattr(obj, "added_total"):
             return None
@@ -156,8 +158,17 @@ class ConnectorCreateSerializer(serializers.Serializer):
     partner = serializers.CharField(help_text="Catalogue key of a server-to-server partner.")
     name = serializers.CharField(max_length=200)
     config_name = serializers.CharField(max_length=200, required=False, help_text='Default "Default".')
-    settings = serializers.DictField(required=False, help_text="Settings per the partner's schema.")
+    settings = serializers.DictField(
+        required=False, validators=[storable_json], help_text="Settings per the partner's schema."
+    )
     timeout_seconds = serializers.FloatField(required=False)
+
+
+class ConnectorFilterSerializer(serializers.Serializer):
+    """The connector list's query parameters (text with a null character, or an unknown status, is a 400)."""
+
+    search = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    status = serializers.ChoiceField(choices=Connector.Status.choices, required=False, allow_blank=True)
 
 
 class ConnectorUpdateSerializer(serializers.Serializer):
@@ -197,6 +208,9 @@ class ConnectionTestSerializer(serializers.Serializer):
 
 class DeliverySerializer(serializers.ModelSerializer):
     connector = serializers.IntegerField(source="partner_config.connector_id", read_only=True)
+    outcome = serializers.ChoiceField(
+        choices=Outcome.choices, allow_blank=True, read_only=True, help_text="Empty while the delivery is pending."
+    )
 
     class Meta:
         model = Delivery
@@ -223,8 +237,8 @@ class DeliverySerializer(serializers.ModelSerializer):
 class DeliveryFilterSerializer(serializers.Serializer):
     """Filters of the delivery list and of a replay by filter (all optional, combined with AND)."""
 
-    connector = serializers.IntegerField(required=False, min_value=1)
-    partner_config = serializers.IntegerField(required=False, min_value=1)
+    connector = IdField(required=False)
+    partner_config = IdField(required=False)
     status = serializers.ChoiceField(choices=Delivery.Status.choices, required=False)
     outcome = serializers.ChoiceField(choices=Outcome.choices, required=False, help_text="Category.")
     date_from = serializers.DateField(required=False, help_text="Enqueued on or after this day (UTC).")
@@ -239,8 +253,8 @@ class DeliveryFilterSerializer(serializers.Serializer):
 class DeliveryAttemptFilterSerializer(serializers.Serializer):
     """Filters of the partner-call list (all optional, combined with AND)."""
 
-    connector = serializers.IntegerField(required=False, min_value=1)
-    partner_config = serializers.IntegerField(required=False, min_value=1)
+    connector = IdField(required=False)
+    partner_config = IdField(required=False)
     outcome = serializers.ChoiceField(
         choices=Outcome.choices, required=False, help_text="Calls whose main outcome is this one."
     )
@@ -251,6 +265,9 @@ class DeliveryAttemptFilterSerializer(serializers.Serializer):
 
 class DeliveryAttemptSerializer(serializers.ModelSerializer):
     connector = serializers.IntegerField(source="partner_config.connector_id")
+    outcome = serializers.ChoiceField(
+        choices=Outcome.choices, allow_blank=True, read_only=True, help_text="The call's main outcome; may be empty."
+    )
 
     class Meta:
         model = DeliveryAttempt
@@ -290,9 +307,7 @@ class StatsQuerySerializer(serializers.Serializer):
 
 
 class ReplaySerializer(DeliveryFilterSerializer):
-    ids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, max_length=100000, help_text="Delivery ids."
-    )
+    ids = serializers.ListField(child=IdField(), required=False, max_length=100000, help_text="Delivery ids.")
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
@@ -309,7 +324,7 @@ class ReplayResultSerializer(serializers.Serializer):
 
 class SyncTokenRequestSerializer(serializers.Serializer):
     external_id = serializers.CharField(required=False, max_length=200, help_text="The profile's external id.")
-    profile_id = serializers.IntegerField(required=False, min_value=1, help_text="Or the profile's id.")
+    profile_id = IdField(required=False, help_text="Or the profile's id.")
 
     def validate(self, attrs):
         if bool(attrs.get("external_id")) == bool(attrs.get("profile_id")):

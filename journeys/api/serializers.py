@@ -3,6 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from dap.api_input import IdField, JSONField, storable_json
 from journeys.models import Journey, JourneyEnrollment, JourneyVersion
 
 DEFINITION_HELP = (
@@ -14,7 +15,7 @@ DEFINITION_HELP = (
 
 
 class JourneySerializer(serializers.ModelSerializer):
-    status_changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    status_changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     has_unpublished_changes = serializers.BooleanField(read_only=True)
     version_count = serializers.SerializerMethodField()
     latest_version = serializers.SerializerMethodField()
@@ -87,20 +88,27 @@ class JourneyDetailSerializer(JourneySerializer):
         return []
 
 
+class JourneyFilterSerializer(serializers.Serializer):
+    """The journey list's query parameters (text with a null character, or an unknown status, is a 400)."""
+
+    search = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    status = serializers.ChoiceField(choices=Journey.Status.choices, required=False, allow_blank=True)
+
+
 class JourneyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
-    definition = serializers.JSONField(required=False, help_text=DEFINITION_HELP)
+    definition = JSONField(required=False, help_text=DEFINITION_HELP)
 
 
 class JourneyUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
-    definition = serializers.JSONField(required=False, help_text=DEFINITION_HELP + " Replaces the draft.")
+    definition = JSONField(required=False, help_text=DEFINITION_HELP + " Replaces the draft.")
 
 
 class JourneyVersionSerializer(serializers.ModelSerializer):
-    published_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    published_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = JourneyVersion
@@ -137,9 +145,11 @@ class EnrollmentFilterSerializer(serializers.Serializer):
 
 class JourneyEventInSerializer(serializers.Serializer):
     external_id = serializers.CharField(required=False, max_length=200, help_text="The profile's external id.")
-    profile_id = serializers.IntegerField(required=False, min_value=1, help_text="Or the profile's id.")
+    profile_id = IdField(required=False, help_text="Or the profile's id.")
     event = serializers.CharField(max_length=100, help_text="Event name, e.g. signed_up.")
-    properties = serializers.DictField(required=False, help_text="Anything about the event (at most 16 KB).")
+    properties = serializers.DictField(
+        required=False, validators=[storable_json], help_text="Anything about the event (at most 16 KB)."
+    )
 
 
 class EnrolledSerializer(serializers.Serializer):

@@ -6,6 +6,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from connectors.api.views import requires
+from dap.openapi import refused
 from journeys import selectors, services
 from journeys.api.serializers import (
     EnrollmentFilterSerializer,
@@ -14,6 +15,7 @@ from journeys.api.serializers import (
     JourneyEnrollmentSerializer,
     JourneyEventInSerializer,
     JourneyEventOutSerializer,
+    JourneyFilterSerializer,
     JourneySerializer,
     JourneyUpdateSerializer,
     JourneyVersionSerializer,
@@ -37,7 +39,10 @@ STATUS_REFUSED = OpenApiResponse(description="The transition is not allowed from
     ),
     update=extend_schema(summary="Rename, describe or replace the draft", request=JourneyUpdateSerializer),
     partial_update=extend_schema(summary="Rename, describe or replace the draft", request=JourneyUpdateSerializer),
-    destroy=extend_schema(summary="Delete a journey that is not running (draft or stopped)", responses={204: None}),
+    destroy=extend_schema(
+        summary="Delete a journey that is not running (draft or stopped)",
+        responses={204: None, 400: refused("The journey is live or paused: stop it first.")},
+    ),
 )
 class JourneyViewSet(viewsets.ModelViewSet):
     serializer_class = JourneyDetailSerializer
@@ -51,8 +56,9 @@ class JourneyViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self):
         if self.action == "list":
-            params = self.request.query_params
-            return selectors.journey_list(search=params.get("search", ""), status=params.get("status", ""))
+            filters = JourneyFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            return selectors.journey_list(**filters.validated_data)
         return selectors.journey_list().select_related("status_changed_by")
 
     def get_serializer_class(self):
@@ -128,7 +134,7 @@ class JourneyViewSet(viewsets.ModelViewSet):
         return self._detail(journey)
 
     @extend_schema(summary="Published versions, newest first", responses=JourneyVersionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def versions(self, request, pk=None):
         journey = self.get_object()
         return Response(JourneyVersionSerializer(selectors.journey_versions(journey=journey), many=True).data)

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from dap.api_input import IdField
 from monitoring.models import Alert
 from monitoring.selectors import STATES
 
@@ -47,6 +48,6 @@ class AlertFilterSerializer(serializers.Serializer):
     state = serializers.ChoiceField(
         choices=STATES, required=False, default="all", help_text="open, resolved or all (the default)."
     )
-    connector = serializers.IntegerField(required=False, min_value=1, help_text="Connector id.")
-    partner_config = serializers.IntegerField(required=False, min_value=1, help_text="Configuration id.")
+    connector = IdField(required=False, help_text="Connector id.")
+    partner_config = IdField(required=False, help_text="Configuration id.")
     kind = serializers.ChoiceField(choices=Alert.Kind.choices, required=False)

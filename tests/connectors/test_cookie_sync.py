@@ -57,6 +57,10 @@ def test_an_id_seen_on_another_profile_moves_to_this_one(client, xandr_sync, pro
         ({"uid": "12ab"}, "not a Xandr"),
         ({"uid": "$UID"}, "not a Xandr"),  # the macro was not replaced
         ({"uid": "1" * 21}, "not a Xandr"),
+        ({"uid": "18446744073709551616"}, "not a Xandr"),  # 20 digits but above 2^64 - 1: the profile API refuses it
+        ({"uid": "00"}, "not a Xandr"),  # zero written differently
+        ({"uid": "12\x0034"}, "not a Xandr"),
+        ({"uid": "１２３"}, "not a Xandr"),  # full-width digits
         ({"uid": ""}, "required"),
         ({"p": "forged.token"}, "not valid"),
         ({"extra": "1"}, "Unknown parameter"),
