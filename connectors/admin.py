@@ -10,12 +10,20 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
 
 from connectors import selectors, services
 from connectors.delivery import outbox
 from connectors.errors import InUseError
-from connectors.forms import add_settings_fields, apply_service_errors, setting_field_name, settings_from_form
+from connectors.forms import (
+    add_settings_fields,
+    apply_service_errors,
+    setting_field_name,
+    setting_field_names,
+    settings_from_form,
+)
 from connectors.models import Connector, ConnectorEvent, DailyStat, Delivery, DeliveryAttempt, PartnerConfig
 from connectors.partners.base import Kind
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
@@ -107,6 +115,14 @@ class ConnectorChangeForm(ServiceFormMixin, forms.ModelForm):
         pass
 
 
+class SensitiveFormMixin:
+    """The add and change forms take partner secrets: error reports never show what was posted."""
+
+    @method_decorator(sensitive_post_parameters())
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+
 class GuardedDeleteMixin:
     """Deletion through the service; the delete page shows usages as protected objects."""
 
@@ -126,7 +142,7 @@ class GuardedDeleteMixin:
 
 
 @admin.register(Connector)
-class ConnectorAdmin(GuardedDeleteMixin, admin.ModelAdmin):
+class ConnectorAdmin(SensitiveFormMixin, GuardedDeleteMixin, admin.ModelAdmin):
     list_display = ["name", "partner_display", "config_count", "status_display", "status_changed_at", "updated_at"]
     list_filter = ["status", "partner_key"]
     search_fields = ["name"]
@@ -270,7 +286,7 @@ class PartnerConfigForm(ServiceFormMixin, forms.ModelForm):
 
 
 @admin.register(PartnerConfig)
-class PartnerConfigAdmin(GuardedDeleteMixin, admin.ModelAdmin):
+class PartnerConfigAdmin(SensitiveFormMixin, GuardedDeleteMixin, admin.ModelAdmin):
     list_display = ["name", "connector", "partner_display", "connector_status", "secrets_display", "timeout_seconds"]
     list_filter = ["connector__status", "connector__partner_key"]
     search_fields = ["name", "connector__name"]
@@ -334,7 +350,7 @@ class PartnerConfigAdmin(GuardedDeleteMixin, admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         partner = self._connector_for(request, obj).partner
-        settings = [setting_field_name(f.name) for f in partner.settings]
+        settings = setting_field_names(partner, config=obj)
         return [(None, {"fields": ["name", *settings, "timeout_seconds", "base_url_override"]})]
 
     def save_form(self, request, form, change):

@@ -17,6 +17,26 @@ def setting_field_name(name: str) -> str:
     return f"{SETTING_PREFIX}{name}"
 
 
+def clear_field_name(name: str) -> str:
+    """The "clear the stored value" checkbox of an optional secret (shown only while one is stored)."""
+    return f"{SETTING_PREFIX}{name}__clear"
+
+
+def _clearable(f: SettingField, secrets: dict) -> bool:
+    return f.secret and not f.required and bool(secrets.get(f.name))
+
+
+def setting_field_names(partner: Partner, *, config=None) -> list[str]:
+    """The form field names `add_settings_fields` adds, in order (the admin's fieldsets list them)."""
+    secrets = config.get_secrets() if config is not None else {}
+    names = []
+    for f in partner.settings:
+        names.append(setting_field_name(f.name))
+        if _clearable(f, secrets):
+            names.append(clear_field_name(f.name))
+    return names
+
+
 def _form_field(f: SettingField, *, stored_secret: str | None) -> forms.Field:
     common = {"label": f.label, "help_text": f.help_text, "required": False}
     if f.type == FieldType.BOOLEAN:
@@ -55,6 +75,12 @@ def add_settings_fields(form: forms.Form, partner: Partner, *, config=None) -> N
         form.fields[setting_field_name(f.name)] = field
         if not f.secret and f.name in stored:
             form.initial[setting_field_name(f.name)] = stored[f.name]
+        if _clearable(f, secrets):
+            form.fields[clear_field_name(f.name)] = forms.BooleanField(
+                label=f"Clear the stored {f.label[0].lower()}{f.label[1:]}",
+                required=False,
+                help_text="Removes it when you save (a new value typed above wins).",
+            )
 
 
 def settings_from_form(form: forms.Form, partner: Partner) -> dict:
@@ -65,6 +91,8 @@ def settings_from_form(form: forms.Form, partner: Partner) -> dict:
             data[f.name] = bool(value)
         elif value not in (None, ""):
             data[f.name] = value
+        elif f.secret and form.cleaned_data.get(clear_field_name(f.name)):
+            data[f.name] = None  # clears the stored optional secret (Partner.clean_settings)
         elif not f.secret:
             data[f.name] = ""
     return data

@@ -7,13 +7,16 @@ secret values; secrets are encrypted before they reach the database and never lo
 import logging
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
+from connectors import crypto
 from connectors.delivery import outbox
 from connectors.errors import InUseError
 from connectors.models import Connector, ConnectorEvent, PartnerConfig
@@ -65,12 +68,26 @@ def _clean_timeout(value: Any) -> float:
 
 
 def _clean_base_url(value: Any) -> str:
+    """An admin-only override of where a configuration sends (regional endpoint, the partner sandbox): an http(s)
+    URL with a host and an optional path, no credentials (they would show in the audit history), query or fragment
+    (paths are appended to it)."""
     if not value:
         return ""
+
+    def refuse(message: str = "Enter a valid http(s) URL."):
+        return ValidationError({"base_url_override": [message]})
+
+    if not isinstance(value, str):
+        raise refuse()
     try:
         URLValidator(schemes=["http", "https"])(value)
-    except ValidationError:
-        raise ValidationError({"base_url_override": ["Enter a valid http(s) URL."]}) from None
+        parts = urlsplit(value)
+    except (ValidationError, ValueError):
+        raise refuse() from None
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise refuse("Put no user name or password in the URL.")
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise refuse("Enter the base URL without ? query or # fragment: paths are appended to it.")
     return value.rstrip("/")
 
 
@@ -101,6 +118,7 @@ def _ensure_unique_config_name(connector: Connector, name: str, exclude_pk=None,
         raise ValidationError({field: ["This connector already has a configuration with this name."]})
 
 
+@sensitive_variables()  # error reports never show the settings and secrets of these frames (or deeper ones)
 @transaction.atomic
 def connector_create(
     *,
@@ -196,6 +214,7 @@ def _settings_errors(exc: ValidationError) -> ValidationError:
     return ValidationError({f"settings.{k}": v for k, v in exc.message_dict.items()})
 
 
+@sensitive_variables()
 @transaction.atomic
 def partner_config_create(
     *,
@@ -260,6 +279,7 @@ def partner_config_create(
 _UNSET = object()
 
 
+@sensitive_variables()
 @transaction.atomic
 def partner_config_update(
     *,
@@ -459,9 +479,12 @@ def _test_with_client(partner_config: PartnerConfig, partner: Partner) -> "Conne
     except Exception as exc:  # a failing partner call is an answer, not a crash
         logger.warning("partner config %s: test connection failed: %s", partner_config.pk, type(exc).__name__)
         ok, message = False, f"The call to {partner.name} failed: {type(exc).__name__}."
+    # The message may quote the partner's answer or a URL: never with the configuration's own secrets in it.
+    message = crypto.without_secrets(message, partner_config.get_secrets().values())
     return ConnectionTestResult(ok=ok, message=message, errors={})
 
 
+@sensitive_variables()
 def partner_config_test_connection(*, partner_config: PartnerConfig, actor=None) -> ConnectionTestResult:
     """Check the stored configuration now: every setting and secret valid against the partner's schema.
 

@@ -199,7 +199,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("DAP_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "connectors:list"
@@ -235,7 +235,14 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "dap"}}
 # Profile ingestion API (POST /api/v1/profiles/bulk/): calls per user, "<n>/<s|min|hour|day>"; empty: no limit.
-DAP_PROFILE_INGEST_RATE = env.str("DAP_PROFILE_INGEST_RATE", default="120/min")
+DAP_PROFILE_INGEST_RATE = env.str("DAP_PROFILE_INGEST_RATE", default="120/min").strip()
+if DAP_PROFILE_INGEST_RATE:
+    import re as _re
+
+    if not _re.fullmatch(r"[1-9]\d*/(s|sec|second|m|min|minute|h|hour|d|day)", DAP_PROFILE_INGEST_RATE):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"DAP_PROFILE_INGEST_RATE must look like 120/min, not {DAP_PROFILE_INGEST_RATE!r}")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -245,8 +252,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [
         "dap.permissions.ModelPermissionsWithView",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # JSON through dap.api_input: numbers out of range (1e400) and too deep nesting are a 400, not a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "dap.api_input.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "dap.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "dap.api_input.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "dap.exceptions.exception_handler",
 }
@@ -286,6 +299,9 @@ if DAP_LOG_FORMAT not in ("json", "text"):
 
     raise ImproperlyConfigured(f"DAP_LOG_FORMAT must be json or text, not {DAP_LOG_FORMAT!r}")
 
+# Error reports (technical 500 page, mails to ADMINS) hide secrets, DEBUG included (dap/error_reports.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "dap.error_reports.SecretSafeExceptionReporterFilter"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -318,3 +334,12 @@ if not DEBUG:
             "DAP_SECRET_KEY and DAP_ENCRYPTION_KEYS must be set when DAP_DEBUG is off; "
             "the dev-only defaults are refused in production."
         )
+    # Production runs behind TLS (docs/deployment.md): cookies only over HTTPS, the proxy's X-Forwarded-Proto says
+    # whether a request came in over HTTPS, and HSTS once the operator opts in.
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DAP_SECURE_COOKIES", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env.int("DAP_HSTS_SECONDS", default=0)
+    # Static files (CSS, Chart.js) served by the application server itself, from `collectstatic` (in development
+    # runserver serves them from the apps).
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                      "whitenoise.middleware.WhiteNoiseMiddleware")  # fmt: skip

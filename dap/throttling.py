@@ -23,7 +23,7 @@ _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_rate(rate: str | None) -> tuple[int, int] | None:
-    """"120/min" -> (120, 60). Empty or None: no limit. The period is s, sec, m, min, h, hour, d or day."""
+    """ "120/min" -> (120, 60). Empty or None: no limit. The period is s, sec, m, min, h, hour, d or day."""
     if not rate:
         return None
     count, _, period = str(rate).partition("/")

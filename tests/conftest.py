@@ -97,3 +97,27 @@ def fresh_partner_state(settings):
     clear()
     yield
     clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttles():
+    """API rate-limit counters (dap/throttling.py) start at zero in every test: user ids repeat across tests (and
+    runs), so counts would otherwise add up. Only the throttle keys go: a shared Redis keeps everything else."""
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    from dap.throttling import KEY_PREFIX
+
+    def clear():
+        backend = caches["default"]
+        if isinstance(backend, RedisCache):
+            client = backend._cache.get_client(write=True)
+            keys = list(client.scan_iter(match=f"*:{KEY_PREFIX}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+        else:
+            backend.clear()  # this process's memory only
+
+    clear()
+    yield
+    clear()

@@ -1,7 +1,6 @@
 """REST API for profiles: read (identifiers masked for viewers) and the bulk upsert. Thin over audiences.profiles."""
 
 import codecs
-import json
 
 from django.conf import settings
 from drf_spectacular.utils import (
@@ -21,6 +20,9 @@ from audiences import profiles
 from audiences.models import Profile
 from connectors.api.views import requires
 from connectors.identifiers import Slot
+from dap import api_input
+from dap.openapi import ErrorSerializer
+from dap.throttling import ProfileIngestThrottle
 
 # A bulk body above this is refused (10,000 rows of typical profiles are 2 to 5 MB, more than Django's
 # DATA_UPLOAD_MAX_MEMORY_SIZE, which is why the bulk call has a parser of its own).
@@ -60,6 +62,14 @@ class ProfileSerializer(serializers.ModelSerializer):
 
     def get_identifiers_masked(self, profile) -> bool:
         return self._masked()
+
+
+class ProfileFilterSerializer(serializers.Serializer):
+    """The profile list's query parameter (text with a null character is a 400)."""
+
+    external_id = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=profiles.EXTERNAL_ID_MAX_LENGTH
+    )
 
 
 class ProfileBulkRowSerializer(serializers.Serializer):
@@ -112,8 +122,11 @@ class ProfileBulkResultSerializer(serializers.Serializer):
 
 
 class ProfileBulkInvalidSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    errors = ProfileRowErrorSerializer(many=True)
+    """Invalid rows give `detail` and `errors`; a body that is not JSON gives `detail` only, and a body whose
+    envelope is wrong (`profiles` missing or not a list, `partial` not a boolean) gives messages by field instead."""
+
+    detail = serializers.CharField(required=False)
+    errors = ProfileRowErrorSerializer(many=True, required=False)
 
 
 class Conflict(APIException):
@@ -138,13 +151,9 @@ class BulkJSONParser(BaseParser):
             raise PayloadTooLarge(f"The body is above {MAX_BULK_BODY_BYTES} bytes; send fewer profiles per call.")
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return json.loads(codecs.decode(raw, encoding), parse_constant=_refuse_constant)
+            return api_input.loads(codecs.decode(raw, encoding))
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
 
 
 # --- views -----------------------------------------------------------------------------------------------------------
@@ -167,8 +176,11 @@ class ProfileViewSet(viewsets.ReadOnlyModelViewSet):
         return super().get_permissions()
 
     def get_queryset(self):
-        external_id = self.request.query_params.get("external_id") if self.action == "list" else None
-        return profiles.profile_list(external_id=external_id)
+        if self.action != "list":
+            return profiles.profile_list()
+        filters = ProfileFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return profiles.profile_list(external_id=filters.validated_data.get("external_id"))
 
     def get_serializer_context(self):
         user = self.request.user
@@ -179,11 +191,16 @@ class ProfileViewSet(viewsets.ReadOnlyModelViewSet):
         request=ProfileBulkRequestSerializer,
         responses={
             200: ProfileBulkResultSerializer,
-            400: OpenApiResponse(ProfileBulkInvalidSerializer, description="Invalid rows; nothing was written."),
+            400: OpenApiResponse(
+                ProfileBulkInvalidSerializer, description="Invalid rows or an invalid body; nothing was written."
+            ),
             409: OpenApiResponse(description="A concurrent request took the same identifier; nothing was written."),
+            413: OpenApiResponse(
+                ErrorSerializer, description=f"The body is above {MAX_BULK_BODY_BYTES} bytes; nothing was written."
+            ),
         },
     )
-    @action(detail=False, methods=["post"], parser_classes=[BulkJSONParser])
+    @action(detail=False, methods=["post"], parser_classes=[BulkJSONParser], throttle_classes=[ProfileIngestThrottle])
     def bulk(self, request):
         length = request.META.get("CONTENT_LENGTH") or "0"
         if length.isdigit() and int(length) > MAX_BULK_BODY_BYTES:

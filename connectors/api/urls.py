@@ -3,7 +3,9 @@ from rest_framework.routers import DefaultRouter
 
 from connectors.api import views
 
+# JSON only: no ".json"-suffixed copies of every route (their actions did not take the `format` argument: 500s).
 router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("partners", views.PartnerViewSet, basename="partner")
 router.register("connectors", views.ConnectorViewSet, basename="connector")
 router.register("partner-configs", views.PartnerConfigTestViewSet, basename="partner-config")

@@ -16,6 +16,7 @@ from connectors.api.serializers import (
     ConnectionTestSerializer,
     ConnectorCreateSerializer,
     ConnectorDetailSerializer,
+    ConnectorFilterSerializer,
     ConnectorSerializer,
     ConnectorStatsSerializer,
     ConnectorUpdateSerializer,
@@ -42,6 +43,7 @@ from connectors.delivery import outbox
 from connectors.models import Connector, Delivery, DeliveryAttempt, PartnerConfig
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
 from dap.api_filters import FilteredListMixin
+from dap.openapi import ErrorSerializer, refused
 from dap.permissions import ModelPermissionsWithView
 
 
@@ -119,8 +121,9 @@ class ConnectorViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self):
         if self.action == "list":
-            params = self.request.query_params
-            return selectors.connector_list(search=params.get("search", ""), status=params.get("status", ""))
+            filters = ConnectorFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            return selectors.connector_list(**filters.validated_data)
         return Connector.objects.annotate(config_count=Count("configs")).prefetch_related("configs")
 
     def get_serializer_class(self):
@@ -222,7 +225,14 @@ class ConnectorViewSet(viewsets.ModelViewSet):
     ),
     update=extend_schema(summary="Edit a configuration", request=PartnerConfigUpdateSerializer),
     partial_update=extend_schema(summary="Edit a configuration", request=PartnerConfigUpdateSerializer),
-    destroy=extend_schema(summary="Delete a configuration (refused while in use)", responses={204: None, 409: IN_USE}),
+    destroy=extend_schema(
+        summary="Delete a configuration (refused while in use)",
+        responses={
+            204: None,
+            400: refused("The connector's only configuration: delete the connector instead."),
+            409: IN_USE,
+        },
+    ),
 )
 class ConnectorConfigViewSet(viewsets.ModelViewSet):
     serializer_class = PartnerConfigSerializer
@@ -364,7 +374,7 @@ class CookieSyncTokenView(viewsets.ViewSet):
     @extend_schema(
         summary="A cookie-sync token for one profile",
         request=SyncTokenRequestSerializer,
-        responses={201: SyncTokenSerializer},
+        responses={201: SyncTokenSerializer, 404: OpenApiResponse(ErrorSerializer, description="No such profile.")},
     )
     def create(self, request):
         data = SyncTokenRequestSerializer(data=request.data)

@@ -26,9 +26,10 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from audiences.models import AudienceConnection
+from connectors import crypto
 from connectors.delivery import http
 from connectors.delivery.client import PartnerClient, client_class
-from connectors.delivery.sql import chunks, ids_match, is_postgres, table
+from connectors.delivery.sql import chunks, id_array, ids_match, is_postgres, table
 from connectors.delivery.stats import stats_day, stats_increment
 from connectors.delivery.types import CallResult, ClientConfig, Item, ItemResult
 from connectors.models import (
@@ -323,6 +324,7 @@ class _Outcomes:
         self.stats: Counter = Counter()
         self.attempts: list[DeliveryAttempt] = []
         self.day = stats_day()
+        self.live: list[_Row] = []  # the newest claimed row per profile and source
 
     def count(self, outcome: str, code: str = "", n: int = 1) -> None:
         # Error outcomes keep their code (the partner's, or the platform's reason such as "invalid_identifier"), so
@@ -348,6 +350,7 @@ def _process(config: PartnerConfig, client: PartnerClient, rows: list[_Row], rep
             report.replaced += 1
         newest[key] = row
     live = sorted(newest.values(), key=lambda r: r.id)
+    acc.live = live
     connections = _partner_audience_ids(config.pk, {r.audience_id for r in live if r.audience_id})
     steps = _journey_targets(config.pk, {r.journey_id for r in live if r.journey_id and not r.audience_id})
 
@@ -400,6 +403,7 @@ def _process(config: PartnerConfig, client: PartnerClient, rows: list[_Row], rep
                         list(range(len(items))),
                         ItemResult(Outcome.OTHER_ERROR, partner_code="client_error", message=type(exc).__name__,
                                    retryable=True),
+                        partner_code="client_error", snippet=type(exc).__name__,  # the attempt says why too
                     )
                 ]  # fmt: skip
             report.calls += len(calls)
@@ -448,6 +452,7 @@ def _record_calls(config, action, batch, calls: list[CallResult], acc: _Outcomes
     stop = ""
     seen: set[int] = set()
     now_ts = now.timestamp()
+    scrub = crypto.scrubber(config.get_secrets)  # a partner may echo the credentials it was sent
     for call in calls:
         errors = retries = 0
         ok_by_outcome: Counter = Counter()
@@ -461,7 +466,7 @@ def _record_calls(config, action, batch, calls: list[CallResult], acc: _Outcomes
                 if collect_latency:
                     report.latencies_ms.append((now_ts - row.created_ts) * 1000)
                 continue
-            message = http.redact(result.message, 300)
+            message = http.redact(scrub(result.message), 300)
             if result.retryable and not call.credentials_invalid and now_ts - row.created_ts < window:
                 retries += 1
                 delay = _backoff(attempts, call.retry_after)
@@ -497,7 +502,7 @@ def _record_calls(config, action, batch, calls: list[CallResult], acc: _Outcomes
                 retry_count=retries,
                 outcome=dominant,
                 partner_error_code=call.partner_code[:64],
-                snippet=http.redact(call.snippet),
+                snippet=http.redact(scrub(call.snippet)),
             )
         )
     missing = len(batch) - len(seen)
@@ -514,6 +519,8 @@ def _write(acc: _Outcomes, report: DispatchReport) -> None:
     now = timezone.now()
     name = table(Delivery)
     with transaction.atomic(), connection.cursor() as cursor:
+        if acc.live and is_postgres():
+            report.replaced += _drop_overtaken(cursor, name, acc, now)
         if acc.delete_ids:
             match, params = ids_match("id", acc.delete_ids)
             cursor.execute(f"DELETE FROM {name} WHERE {match}", params)
@@ -546,6 +553,45 @@ def _write(acc: _Outcomes, report: DispatchReport) -> None:
             report.replaced += cursor.rowcount
         DeliveryAttempt.objects.bulk_create(acc.attempts, batch_size=1000)
         stats_increment(acc.stats)
+
+
+def _drop_overtaken(cursor, name: str, acc: _Outcomes, now: datetime) -> int:
+    """PostgreSQL: delete pending rows of the batch's profiles and sources that are older than the batch's row but
+    were not claimed with it because they are not due yet: they are superseded (latest change wins) and, sent after
+    their backoff, would reorder the profile.
+
+    Such a row is a retry whose newer change was enqueued while it was being sent: the producer skipped it (locked)
+    and committed only after this worker had written the retry, so the retry check in `_write` could not see the
+    newer row. (SQLite needs none of this: a transaction takes the write lock when it begins, so the producer either
+    deletes the older row itself or commits before the worker writes.) Only when the configuration has rows waiting
+    for a retry (one probe of the due index); then one index probe per profile, the batch's rows passed as arrays."""
+    cursor.execute(
+        f"SELECT EXISTS (SELECT 1 FROM {name} WHERE partner_config_id = %s AND status = 'pending' "
+        f"AND next_attempt_at > %s)",
+        [acc.config_id, now],
+    )
+    if not cursor.fetchone()[0]:
+        return 0
+    rows = acc.live
+    cursor.execute(
+        f"DELETE FROM {name} WHERE id IN (SELECT o.id FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], "
+        f"%s::bigint[]) AS n(id, profile_id, audience_id, journey_id) CROSS JOIN LATERAL (SELECT o.id FROM {name} o "
+        f"WHERE o.profile_id = n.profile_id AND o.partner_config_id = %s AND o.id < n.id AND o.status = 'pending' "
+        f"AND o.audience_id IS NOT DISTINCT FROM n.audience_id AND o.journey_id IS NOT DISTINCT FROM n.journey_id "
+        f"FOR UPDATE SKIP LOCKED) o) RETURNING id",
+        [
+            id_array([r.id for r in rows]),
+            id_array([r.profile_id for r in rows]),
+            _nullable_array([r.audience_id for r in rows]),
+            _nullable_array([r.journey_id for r in rows]),
+            acc.config_id,
+        ],
+    )
+    return len({i for (i,) in cursor.fetchall()}.difference(acc.delete_ids))  # claimed duplicates count already
+
+
+def _nullable_array(values) -> str:
+    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
 
 
 def _pause(config: PartnerConfig, health: str, acc: _Outcomes) -> None:

@@ -78,6 +78,6 @@ class ClientConfig:
 
     partner_config_id: int
     settings: dict[str, Any]
-    secrets: dict[str, str]
+    secrets: dict[str, str] = field(repr=False)  # never in a repr, a log line or an error report
     timeout_seconds: float
     base_url_override: str = ""

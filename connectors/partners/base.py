@@ -7,6 +7,7 @@ the page form.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,8 +18,12 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator, URLValidator
 from django.db import models
+from django.views.decorators.debug import sensitive_variables
 
 from connectors.identifiers import Slot
+from dap.service_helpers import MAX_INT64, MIN_INT64
+
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 class Kind(models.TextChoices):
@@ -125,16 +130,22 @@ class SettingField:
             try:
                 if isinstance(value, float) and not value.is_integer():
                     raise ValueError
+                if not isinstance(value, int | float) and not _WHOLE_NUMBER.fullmatch(str(value).strip()):
+                    raise ValueError  # int() also reads "1_000" and non-ASCII digits ("１２３")
                 value = int(str(value).strip()) if not isinstance(value, int | float) else int(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ValidationError("Enter a whole number.") from None
+            if not MIN_INT64 <= value <= MAX_INT64:
+                raise ValidationError("Enter a whole number of at most 19 digits.")
             self._check_range(value)
         elif t == FieldType.DECIMAL:
             try:
+                if isinstance(value, bool) or not str(value).strip().isascii():  # Decimal() reads "١٢٣" too
+                    raise ValueError
                 value = Decimal(str(value).strip())
             except (InvalidOperation, ValueError):
                 raise ValidationError("Enter a number.") from None
-            if not value.is_finite():
+            if not value.is_finite() or not math.isfinite(float(value)):  # 1e400 is finite only as a Decimal
                 raise ValidationError("Enter a number.")
             self._check_range(value)
             value = float(value)
@@ -154,7 +165,7 @@ class SettingField:
                     raise ValidationError("Enter an https:// URL.")
             elif t == FieldType.EMAIL:
                 EmailValidator()(value)
-            if self.pattern and not re.fullmatch(self.pattern, value):
+            if self.pattern and not re.fullmatch(self.pattern, value, re.ASCII):  # \d: 0-9 only, as partners read it
                 raise ValidationError(self.pattern_message)
         for validator in self.validators:
             validator(value)
@@ -283,6 +294,7 @@ class Partner:
     def get_field(self, name: str) -> SettingField | None:
         return next((f for f in self.settings if f.name == name), None)
 
+    @sensitive_variables()  # error reports never show the values being validated
     def clean_settings(
         self,
         data: Mapping[str, Any],
@@ -292,7 +304,8 @@ class Partner:
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """Validate `data` against the schema; return (plain settings, secrets).
 
-        Unknown keys are refused. A secret left empty keeps its stored value (`existing_secrets`).
+        Unknown keys are refused. A secret left empty keeps its stored value (`existing_secrets`); an optional secret
+        given as None (JSON null) is cleared instead (required secrets cannot be cleared: None keeps them too).
         With `partial`, missing plain fields are not an error (the caller merges with stored values).
         Raises ValidationError with one message list per field; nothing is returned half-valid.
         """
@@ -309,7 +322,8 @@ class Partner:
         for f in self.settings:
             raw = data.get(f.name)
             if f.is_empty(raw):
-                if f.secret and existing_secrets.get(f.name):
+                clear = f.secret and not f.required and f.name in data and raw is None
+                if f.secret and existing_secrets.get(f.name) and not clear:
                     secrets[f.name] = existing_secrets[f.name]
                 elif partial and f.name not in data:
                     continue

@@ -65,7 +65,11 @@ CONTROL_ENDPOINTS = (
     ("POST", "/_sandbox/faults", "inject a fault: {scope, fault, count, delay_s, retry_after, status, code, ...}"),
     ("GET", "/_sandbox/faults", "list the active faults"),
     ("DELETE", "/_sandbox/faults[?scope=]", "clear faults (all, or one scope)"),
-    ("PUT", "/_sandbox/webhooks/<name>", 'register a verification secret: {"secret": "whsec_..."}'),
+    (
+        "PUT",
+        "/_sandbox/webhooks/<name>",
+        'register the verification secret: {"secret": "whsec_..."}, or several keys {"secrets": [...]}',
+    ),
     ("DELETE", "/_sandbox/webhooks/<name>", "forget a verification secret"),
     ("GET", "/_sandbox/stats[?scope=]", "statistics per scope and partner"),
     ("GET", "/_sandbox/profiles[?scope=]", "webhook: each profile's last event type and its events in arrival order"),
@@ -113,7 +117,7 @@ class SandboxState:
         self.lock = threading.Lock()
         self.partners = {p.NAME: p for p in partners}
         self._faults: dict[str, dict[str | None, Fault]] = {}
-        self._secrets: dict[str, str] = {}
+        self._secrets: dict[str, tuple[str, ...]] = {}
         self._stats: dict[str, dict[str, dict[str, Any]]] = {}
 
     # Faults: one per (scope, partner); a partner's own fault wins over the scope-wide one (partner None).
@@ -151,16 +155,17 @@ class SandboxState:
                 cleared = len(self._faults.pop(scope, {}))
             return cleared
 
-    # Webhook verification secrets, by endpoint name.
-    def set_webhook_secret(self, name: str, secret: str | None) -> None:
+    # Webhook verification secrets, by endpoint name: one, or several while the receiver rotates its key (a request
+    # is accepted when one of its signatures verifies with one of them).
+    def set_webhook_secret(self, name: str, secret: str | list[str] | tuple[str, ...] | None) -> None:
         with self.lock:
-            if secret is None:
+            if not secret:
                 self._secrets.pop(name, None)
             else:
-                self._secrets[name] = secret
+                self._secrets[name] = (secret,) if isinstance(secret, str) else tuple(secret)
 
-    def webhook_secret(self, name: str) -> str | None:
-        return self._secrets.get(name)
+    def webhook_secrets(self, name: str) -> tuple[str, ...]:
+        return self._secrets.get(name, ())
 
     # Statistics.
     def _scope_stats(self, scope: str) -> dict[str, dict[str, Any]]:
@@ -361,11 +366,14 @@ class Sandbox:
                 if not webhook.valid_name(name):
                     return _error(404, "webhook names are made of letters, digits, '_' and '-'")
                 if method == "PUT":
-                    secret = _json_object(body).get("secret")
-                    if not _valid_whsec(secret):
+                    data = _json_object(body)
+                    secrets = data["secrets"] if "secrets" in data else [data.get("secret")]
+                    if not isinstance(secrets, list) or not 1 <= len(secrets) <= 5:
+                        raise ValueError('"secrets" is a list of 1 to 5 secrets')
+                    if not all(_valid_whsec(secret) for secret in secrets):
                         raise ValueError('secret must be "whsec_" followed by base64')
-                    state.set_webhook_secret(name, secret)
-                    return json_response(200, {"name": name, "registered": True})
+                    state.set_webhook_secret(name, secrets)
+                    return json_response(200, {"name": name, "registered": True, "keys": len(secrets)})
                 if method == "DELETE":
                     state.set_webhook_secret(name, None)
                     return json_response(200, {"name": name, "registered": False})

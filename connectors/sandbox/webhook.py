@@ -2,9 +2,10 @@
 
 Requires `webhook-id`, `webhook-timestamp`, `webhook-signature` and a JSON body. When a secret was registered for
 <name> (`PUT /_sandbox/webhooks/<name>`), the signature and the timestamp tolerance are checked with the platform's
-own `signing.verify`; without one any signature is accepted. Success is 204. Statistics count the events by their
-`type` (a JSON object's `type`, or each element's for a JSON array) and the distinct webhook ids, so tests can see
-duplicates of an at-least-once delivery.
+own `signing.verify`; without one any signature is accepted. A receiver may hold several keys (`{"secrets": [...]}`,
+as while it rotates): one valid signature for one of them is enough (the header may carry several signatures).
+Success is 204. Statistics count the events by their `type` (a JSON object's `type`, or each element's for a JSON
+array) and the distinct webhook ids, so tests can see duplicates of an at-least-once delivery.
 """
 
 from __future__ import annotations
@@ -78,9 +79,10 @@ def handle(request: Request, name: str, state: Any) -> Response:
     if missing:
         return json_response(400, {"error": "missing required header(s): " + ", ".join(missing)})
     msg_id = headers["webhook-id"]
-    secret = state.webhook_secret(name)
-    if secret is not None and not verify(
-        secret, msg_id, headers["webhook-timestamp"], headers["webhook-signature"], request.body
+    secrets = state.webhook_secrets(name)
+    if secrets and not any(
+        verify(secret, msg_id, headers["webhook-timestamp"], headers["webhook-signature"], request.body)
+        for secret in secrets
     ):
         return json_response(401, {"error": "invalid signature"})
     try:

@@ -6,6 +6,9 @@ Body (compact UTF-8 JSON):
               "variables": {...}}}          # "variables" only when include_profile_variables is on
 Headers: webhook-id (= "dlv_<delivery_id>", stable across retries: the receiver's idempotency key), webhook-timestamp
 (unix seconds), webhook-signature (v1,<base64 HMAC-SHA256>), content-type: application/json.
+Secret rotation: while `previous_signing_secret` is set, webhook-signature holds two space-separated signatures, the
+current secret's then the previous one's (the Standard Webhooks header carries several), so a receiver verifying
+with either key accepts every request while it switches keys; clearing the setting ends the rotation.
 
 The items of one `send` go out concurrently on a thread pool kept by the client (created on first use, up to 32
 threads) and sharing the pooled session; `close()` stops the pool. Redirects are not followed (a POST must not turn
@@ -81,7 +84,13 @@ class Client(PartnerClient):
     def __init__(self, config, session):
         super().__init__(config, session)
         self._secret = config.secrets.get("signing_secret", "") or ""
-        self._secret_problem = self._check_secret(self._secret)
+        previous_secret = config.secrets.get("previous_signing_secret", "") or ""
+        self._secret_problem = self._check_secret(self._secret) or (
+            previous_secret and self._check_secret(previous_secret).replace("signing secret", "previous signing secret")
+        )
+        # Current first, then the one being rotated out (both sign while the receiver switches).
+        rotating = bool(previous_secret) and previous_secret != self._secret
+        self._secrets = [self._secret, previous_secret] if rotating else [self._secret]
         self._include_variables = bool(config.settings.get("include_profile_variables"))
         self._url = self._target_url(str(config.settings.get("endpoint_url") or ""), config.base_url_override)
 
@@ -130,7 +139,7 @@ class Client(PartnerClient):
         return {
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signing.signature_header([self._secret], msg_id, timestamp, body),
+            "webhook-signature": signing.signature_header(self._secrets, msg_id, timestamp, body),
             "content-type": "application/json",
         }
 

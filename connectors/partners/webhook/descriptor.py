@@ -42,6 +42,14 @@ def validate_whsec(value: str) -> None:
         raise ValidationError("The signing secret must decode to 24 to 64 bytes.")
 
 
+def rotation_uses_another_secret(values) -> dict[str, str]:
+    """The previous secret kept during a rotation must be another secret than the current one."""
+    previous = values.get("previous_signing_secret")
+    if previous and previous == values.get("signing_secret"):
+        return {"previous_signing_secret": "This is the current signing secret: enter the one being replaced."}
+    return {}
+
+
 PARTNER = Partner(
     key="webhook",
     name="Webhook",
@@ -67,6 +75,7 @@ PARTNER = Partner(
         "Your firewall accepts calls from the platform's egress IP addresses.",
     ),
     limits=Limits(max_batch_size=1, notes="One request per profile change; 410 Gone disables the endpoint."),
+    cross_checks=(rotation_uses_another_secret,),
     audience_id_field=SettingField(
         "partner_audience_id",
         "Audience label",
@@ -91,6 +100,19 @@ PARTNER = Partner(
             secret=True,
             max_length=200,
             help_text="whsec_ followed by base64; the receiver verifies webhook-signature with it.",
+            validators=(validate_whsec,),
+        ),
+        SettingField(
+            "previous_signing_secret",
+            "Previous signing secret",
+            secret=True,
+            required=False,
+            max_length=200,
+            help_text=(
+                "Only while rotating the signing secret: the secret being replaced. While it is set every request "
+                "carries two signatures (current and previous), so the receiver accepts them with either key while "
+                "it switches; clear it once the receiver verifies with the new secret."
+            ),
             validators=(validate_whsec,),
         ),
         SettingField(

@@ -41,6 +41,7 @@ VALID = {
     "webhook": {
         "endpoint_url": "https://hooks.example.com/dap",
         "signing_secret": WHSEC,
+        "previous_signing_secret": "whsec_" + base64.b64encode(b"p" * 32).decode(),
         "identifier_slot": Slot.CUSTOMER_ID.value,
         "include_profile_variables": True,
     },
@@ -122,6 +123,7 @@ INVALID = {
     "webhook": {
         "endpoint_url": "http://hooks.example.com/dap",
         "signing_secret": "not-a-whsec",
+        "previous_signing_secret": WHSEC,  # the current secret again: a rotation needs another one
         "identifier_slot": Slot.XANDR_UID.value,
         "include_profile_variables": "maybe",
     },
