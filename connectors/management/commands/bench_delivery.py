@@ -89,7 +89,7 @@ class Command(BaseCommand):
                 stderr=subprocess.DEVNULL,
             )
         try:
-            self._wait_for(sandbox_url)
+            wait_for_sandbox(sandbox_url)
             requests.post(f"{sandbox_url}/_sandbox/reset", timeout=5)
             if partner == "webhook":
                 requests.put(f"{sandbox_url}/_sandbox/webhooks/bench", json={"secret": WEBHOOK_SECRET}, timeout=5)
@@ -99,16 +99,6 @@ class Command(BaseCommand):
                 proc.terminate()
                 proc.wait(timeout=10)
         self.stdout.write(json.dumps(result))
-
-    def _wait_for(self, url: str) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{url}/_sandbox/stats", timeout=1)
-                return
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise CommandError(f"The partner sandbox did not answer at {url}")
 
     def _run(self, spec, partner: str, n: int, sandbox_url: str, keep: bool) -> dict:
         run = uuid.uuid4().hex[:8]
@@ -193,6 +183,18 @@ class Command(BaseCommand):
         for proc in procs:
             proc.join()
         return latencies, dict(outcomes), dict(phases), calls
+
+
+def wait_for_sandbox(url: str) -> None:
+    """Until the partner sandbox at `url` answers (20 s at most)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{url}/_sandbox/stats", timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise CommandError(f"The partner sandbox did not answer at {url}")
 
 
 def bench_setup(spec: dict, run: str, n: int, base_url: str):

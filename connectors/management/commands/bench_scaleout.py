@@ -31,6 +31,7 @@ from connectors.management.commands.bench_delivery import (
     bench_cleanup,
     bench_setup,
     free_port,
+    wait_for_sandbox,
 )
 from connectors.models import DailyStat, Delivery, DeliveryAttempt
 
@@ -66,7 +67,7 @@ class Command(BaseCommand):
             stderr=subprocess.DEVNULL,
         )
         try:
-            self._wait_for(sandbox_url)
+            wait_for_sandbox(sandbox_url)
             runs = [self._run(n, profiles, workers_per_cluster, latency_ms, sandbox_url, timeout) for n in counts]
         finally:
             sandbox.terminate()
@@ -85,16 +86,6 @@ class Command(BaseCommand):
             "speedup": {str(r["clusters"]): round(r["profiles_per_s"] / base, 2) for r in runs} if base else {},
         }
         self.stdout.write(json.dumps(line))
-
-    def _wait_for(self, url: str) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{url}/_sandbox/stats", timeout=1)
-                return
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise CommandError(f"The partner sandbox did not answer at {url}")
 
     def _run(self, clusters: int, n: int, workers: int, latency_ms: float, sandbox_url: str, timeout: float) -> dict:
         run = uuid.uuid4().hex[:8]

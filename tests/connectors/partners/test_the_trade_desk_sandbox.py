@@ -14,11 +14,12 @@ import pytest
 import requests
 from django.utils import timezone
 
-from audiences.models import Audience, AudienceConnection, Profile, ProfileIdentifier
+from audiences.models import Profile, ProfileIdentifier
 from connectors import services
 from connectors.delivery import dispatcher
 from connectors.models import Delivery, DeliveryAttempt, PartnerConfig
 from connectors.partners.the_trade_desk.sandbox import SANDBOX_ADVERTISER_SECRET
+from tests.connectors import sandbox_helpers
 from tests.connectors.sandbox_helpers import drain, enter, fault, sandbox_stats, stats
 from tests.factories import VALID_SETTINGS
 
@@ -39,16 +40,7 @@ def fresh_clients(settings):
 
 # --- helpers ------------------------------------------------------------------------------------------------------
 def connect(sandbox, scope, partner_audience_id=SEGMENT, **settings_override):
-    connector = services.connector_create(
-        partner_key=PARTNER,
-        name=f"The Trade Desk {scope}",
-        settings={**VALID_SETTINGS[PARTNER], **settings_override},
-        base_url_override=f"{sandbox.url}/c/{scope}",
-    )
-    config = connector.configs.get()
-    audience = Audience.objects.create(name=f"audience {scope}")
-    AudienceConnection.objects.create(audience=audience, partner_config=config, partner_audience_id=partner_audience_id)
-    return config, audience
+    return sandbox_helpers.connect(PARTNER, sandbox, scope, partner_audience_id, **settings_override)
 
 
 def profiles(n, *, slot="email", prefix="p"):
