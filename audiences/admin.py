@@ -24,6 +24,7 @@ from audiences.models import (
 )
 from audiences.profiles import mask_identifier
 from audiences.selectors import audience_recent_changes, rule_text
+from dap.admin import ListOnlyAdmin
 
 
 def _apply(form: forms.Form, exc: ValidationError) -> None:
@@ -293,19 +294,10 @@ class AudienceConnectionAdmin(ServiceAdmin):
         self.message_user(request, f"{queued} removals queued.", messages.SUCCESS)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ListOnlyAdmin):
     """Written by the platform (refreshes, uploads, the profile API): read here."""
 
     show_full_result_count = False  # tables of millions of rows: no COUNT(*) per page
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AudienceMembership)

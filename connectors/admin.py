@@ -27,6 +27,7 @@ from connectors.forms import (
 from connectors.models import Connector, ConnectorEvent, DailyStat, Delivery, DeliveryAttempt, PartnerConfig
 from connectors.partners.base import Kind
 from connectors.partners.registry import UnknownPartner, all_partners, get_partner
+from dap.admin import ListOnlyAdmin, ReadOnlyAdmin
 
 
 def status_label(connector: Connector) -> str:
@@ -384,7 +385,7 @@ def _allows_more(connector: Connector) -> bool:
 
 
 @admin.register(ConnectorEvent)
-class ConnectorEventAdmin(admin.ModelAdmin):
+class ConnectorEventAdmin(ListOnlyAdmin):
     list_display = ["at", "actor_name", "action", "connector_name", "partner_config_name", "changes_display"]
     list_filter = ["action"]
     search_fields = ["connector_name", "actor_name"]
@@ -393,36 +394,11 @@ class ConnectorEventAdmin(admin.ModelAdmin):
     def changes_display(self, obj):
         return format_html_join("", "<div>{}</div>", ((line,) for line in obj.change_lines()))
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(DailyStat)
-class DailyStatAdmin(admin.ModelAdmin):
+class DailyStatAdmin(ReadOnlyAdmin):
     list_display = ["day", "partner_config", "outcome", "partner_error_code", "count"]
     list_filter = ["outcome", "day"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Written by the platform only: listed for operators, never edited here."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Delivery)

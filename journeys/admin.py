@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html_join
 
 from connectors.forms import apply_service_errors
+from dap.admin import ListOnlyAdmin
 from journeys import selectors, services
 from journeys.forms import DefinitionField
 from journeys.models import Journey, JourneyActivationStep, JourneyEnrollment, JourneyEvent, JourneyVersion
@@ -60,17 +61,6 @@ class JourneyAdminForm(forms.ModelForm):
 
     def _post_clean(self):
         pass  # the service validates and writes
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Journey)
@@ -188,14 +178,14 @@ class JourneyAdmin(admin.ModelAdmin):
 
 
 @admin.register(JourneyVersion)
-class JourneyVersionAdmin(ReadOnlyAdmin):
+class JourneyVersionAdmin(ListOnlyAdmin):
     list_display = ["journey", "number", "published_at", "published_by"]
     list_filter = ["journey"]
     list_select_related = ["journey", "published_by"]
 
 
 @admin.register(JourneyActivationStep)
-class JourneyActivationStepAdmin(ReadOnlyAdmin):
+class JourneyActivationStepAdmin(ListOnlyAdmin):
     list_display = ["journey", "version_display", "step_key", "label", "partner_config", "action"]
     list_filter = ["journey"]
     search_fields = ["journey__name", "step_key", "label"]
@@ -207,7 +197,7 @@ class JourneyActivationStepAdmin(ReadOnlyAdmin):
 
 
 @admin.register(JourneyEnrollment)
-class JourneyEnrollmentAdmin(ReadOnlyAdmin):
+class JourneyEnrollmentAdmin(ListOnlyAdmin):
     show_full_result_count = False
     list_display = ["profile", "journey", "version", "step_key", "status", "wake_at", "entered_at", "updated_at"]
     list_filter = ["status", "journey"]
@@ -217,7 +207,7 @@ class JourneyEnrollmentAdmin(ReadOnlyAdmin):
 
 
 @admin.register(JourneyEvent)
-class JourneyEventAdmin(ReadOnlyAdmin):
+class JourneyEventAdmin(ListOnlyAdmin):
     show_full_result_count = False
     list_display = ["name", "profile", "received_at", "processed"]
     list_filter = ["processed", "name"]

@@ -4,18 +4,8 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from dap.admin import ReadOnlyAdmin
 from monitoring.models import Alert, WorkerHeartbeat
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Listed for operators, never added or edited here (deleting follows the model permissions, so deleting a
-    configuration in the admin can cascade to its alerts)."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class AlertStateFilter(admin.SimpleListFilter):
