@@ -81,13 +81,7 @@ class Command(BaseCommand):
         settings.DEBUG = False  # as in production: no per-query debug logging
         proc = None
         if not sandbox_url:
-            port = free_port()
-            sandbox_url = f"http://127.0.0.1:{port}"
-            proc = subprocess.Popen(  # noqa: S603 - our own manage.py
-                [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "partner_sandbox", "--port", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            proc, sandbox_url = start_sandbox()
         try:
             wait_for_sandbox(sandbox_url)
             requests.post(f"{sandbox_url}/_sandbox/reset", timeout=5)
@@ -183,6 +177,17 @@ class Command(BaseCommand):
         for proc in procs:
             proc.join()
         return latencies, dict(outcomes), dict(phases), calls
+
+
+def start_sandbox() -> tuple[subprocess.Popen, str]:
+    """The local partner sandbox in a process of its own on a free port: (process, base URL)."""
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603 - our own manage.py
+        [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "partner_sandbox", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def wait_for_sandbox(url: str) -> None:

@@ -30,7 +30,7 @@ from connectors.management.commands.bench_delivery import (
     WEBHOOK_SECRET,
     bench_cleanup,
     bench_setup,
-    free_port,
+    start_sandbox,
     wait_for_sandbox,
 )
 from connectors.models import DailyStat, Delivery, DeliveryAttempt
@@ -59,13 +59,7 @@ class Command(BaseCommand):
             raise CommandError("--profiles and --workers-per-cluster at least 1; --clusters between 1 and 8")
         if not 0 <= latency_ms <= 5000:
             raise CommandError("--latency-ms between 0 and 5000")
-        port = free_port()
-        sandbox_url = f"http://127.0.0.1:{port}"
-        sandbox = subprocess.Popen(  # noqa: S603 - our own manage.py
-            [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "partner_sandbox", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        sandbox, sandbox_url = start_sandbox()
         try:
             wait_for_sandbox(sandbox_url)
             runs = [self._run(n, profiles, workers_per_cluster, latency_ms, sandbox_url, timeout) for n in counts]
