@@ -178,6 +178,20 @@ class SettingField:
             raise ValidationError(f"Ensure this value is less than or equal to {self.max_value}.")
 
 
+def audience_label_field(carrier: str) -> SettingField:
+    """The audience connection id of partners without partner-side audiences (event streams, queues, webhooks): an
+    optional free label written into each `carrier` (event, message, payload) as "audience"."""
+    return SettingField(
+        "partner_audience_id",
+        "Audience label",
+        required=False,
+        max_length=200,
+        pattern=r"[^\x00-\x1f\x7f]+",
+        pattern_message="Use printable characters only (no tabs or line breaks).",
+        help_text=f'Optional: written into each {carrier} as "audience" so your consumers can tell audiences apart.',
+    )
+
+
 @dataclass(frozen=True)
 class Limits:
     """Batch and rate limits the partner documents."""

@@ -12,6 +12,7 @@ from connectors.partners.base import (
     SettingField,
     SyncOn,
     UsableIn,
+    audience_label_field,
 )
 from connectors.partners.validators import identifier_slot_setting, validate_base64_key
 
@@ -68,15 +69,7 @@ PARTNER = Partner(
             "configuration is paused), 403/404/413 partner errors, 429 and 5xx retried."
         ),
     ),
-    audience_id_field=SettingField(
-        "partner_audience_id",
-        "Audience label",
-        required=False,
-        max_length=200,
-        pattern=r"[^\x00-\x1f\x7f]+",
-        pattern_message="Use printable characters only (no tabs or line breaks).",
-        help_text='Optional: written into each event as "audience" so your consumers can tell audiences apart.',
-    ),
+    audience_id_field=audience_label_field("event"),
     settings=(
         SettingField(
             "namespace",

@@ -12,6 +12,7 @@ from connectors.partners.base import (
     SettingField,
     SyncOn,
     UsableIn,
+    audience_label_field,
 )
 from connectors.partners.validators import identifier_slot_setting, validate_azure_sas_token
 
@@ -57,15 +58,7 @@ PARTNER = Partner(
             "token pauses the configuration until a new one is saved."
         ),
     ),
-    audience_id_field=SettingField(
-        "partner_audience_id",
-        "Audience label",
-        required=False,
-        max_length=200,
-        pattern=r"[^\x00-\x1f\x7f]+",
-        pattern_message="Use printable characters only (no tabs or line breaks).",
-        help_text='Optional: written into each message as "audience" so your consumers can tell audiences apart.',
-    ),
+    audience_id_field=audience_label_field("message"),
     settings=(
         SettingField(
             "account_name",

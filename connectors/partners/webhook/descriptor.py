@@ -17,6 +17,7 @@ from connectors.partners.base import (
     SettingField,
     SyncOn,
     UsableIn,
+    audience_label_field,
     slot_choices,
 )
 
@@ -76,15 +77,7 @@ PARTNER = Partner(
     ),
     limits=Limits(max_batch_size=1, notes="One request per profile change; 410 Gone disables the endpoint."),
     cross_checks=(rotation_uses_another_secret,),
-    audience_id_field=SettingField(
-        "partner_audience_id",
-        "Audience label",
-        required=False,
-        max_length=200,
-        pattern=r"[^\x00-\x1f\x7f]+",
-        pattern_message="Use printable characters only (no tabs or line breaks).",
-        help_text='Optional: written into each payload as "audience" so your consumers can tell audiences apart.',
-    ),
+    audience_id_field=audience_label_field("payload"),
     settings=(
         SettingField(
             "endpoint_url",
